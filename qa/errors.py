@@ -1,0 +1,35 @@
+"""Domain exceptions: each message names the bad value and says how to fix it."""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class for every error the CLI and app show as one line."""
+
+
+class CorpusError(QAError):
+    """The corpus could not be read or holds nothing indexable."""
+
+
+class IndexMissingError(QAError):
+    """No index exists where one was expected."""
+
+
+class IndexMismatchError(QAError):
+    """The index on disk was built with another format, encoder or settings."""
+
+
+class IndexCorruptError(QAError):
+    """A file of the index is missing, truncated or fails its checksum."""
+
+
+class EncoderError(QAError):
+    """An encoder spec is unknown or its model cannot be loaded."""
+
+
+class QuestionError(QAError):
+    """A question or evaluation file is unusable."""
+
+
+class IndexLockedError(QAError):
+    """Another build holds the index lock."""

@@ -1,0 +1,243 @@
+"""Evaluate: run a question set through the pipeline and score retrieval, quotes and abstention.
+
+A question line is ``{"id", "question", "answers": [...], "doc_id"?, "paragraph_index"?}``;
+an empty ``answers`` list means the corpus does not answer it. A retrieved passage is
+a *hit* when its folded text contains a folded answer string and, when the gold
+``doc_id`` is given, it comes from that document and (with ``paragraph_index``)
+overlaps that paragraph (paragraphs are the document text split on blank lines).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QAError, QuestionError
+from .schema import MODES, Answer, Document, Passage
+from .text import fold
+
+HIT_KS = (1, 3, 5, 10)
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    """One evaluation question; ``answers == ()`` means unanswerable."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc_id: str | None = None
+    paragraph_index: int | None = None
+    lang: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What one question got in one mode: the rank of the first hit (None: no hit in k)."""
+
+    question: EvalQuestion
+    mode: str
+    first_hit: int | None
+    abstained: bool
+    quote_ok: bool | None
+    latency_ms: float
+    answers_found: float
+    confidence: float
+    top_score: float
+
+
+@dataclass
+class QuestionSet:
+    """Questions read from a file, and the lines that could not be used."""
+
+    questions: list[EvalQuestion] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def load_questions(path: str | Path) -> QuestionSet:
+    """Read a questions JSON-lines file; bad lines are reported by number, not fatal."""
+    path = Path(path)
+    if not path.is_file():
+        raise QuestionError(f"question file {str(path)!r} does not exist")
+    out = QuestionSet()
+    seen: set[str] = set()
+    with path.open(encoding="utf-8-sig") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                q = r["question"]
+                answers = r.get("answers", [])
+                if not isinstance(q, str) or not q.strip():
+                    raise ValueError("empty question")
+                if not isinstance(answers, list) or not all(isinstance(a, str) and a for a in answers):
+                    raise ValueError("answers must be a list of non-empty strings")
+                qid = str(r.get("id", f"line{lineno}"))
+                if qid in seen:
+                    raise ValueError(f"duplicate id {qid!r}")
+                pi = r.get("paragraph_index")
+                out.questions.append(EvalQuestion(
+                    qid, q, tuple(answers), r.get("doc_id"), int(pi) if pi is not None else None, r.get("lang"),
+                ))
+                seen.add(qid)
+            except (ValueError, KeyError, TypeError) as exc:
+                out.errors.append((lineno, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def paragraph_span(text: str, index: int) -> tuple[int, int] | None:
+    """(start, end) of paragraph ``index`` of ``text.split('\\n\\n')``."""
+    start = 0
+    for i, para in enumerate(text.split("\n\n")):
+        if i == index:
+            return start, start + len(para)
+        start += len(para) + 2
+    return None
+
+
+def is_hit(q: EvalQuestion, p: Passage, docs: dict[str, Document]) -> bool:
+    """Does passage ``p`` answer ``q`` (answer string inside, from the gold paragraph if known)?"""
+    if not q.answers:
+        return False
+    if q.doc_id is not None and p.doc_id != q.doc_id:
+        return False
+    if q.doc_id is not None and q.paragraph_index is not None and q.doc_id in docs:
+        span = paragraph_span(docs[q.doc_id].text, q.paragraph_index)
+        if span and (p.end <= span[0] or p.start >= span[1]):
+            return False
+    folded = fold(p.text)
+    return any(fold(a) in folded for a in q.answers)
+
+
+def score_answer(q: EvalQuestion, a: Answer, docs: dict[str, Document], latency_ms: float) -> Outcome:
+    """Turn one Answer into an Outcome."""
+    first = next((h.rank for h in a.hits if is_hit(q, h.passage, docs)), None)
+    quote_ok = None
+    if q.answers and not a.abstained and first == 1:
+        quote_ok = any(fold(x) in fold(a.quote.text) for x in q.answers)
+    found = 0.0
+    if q.answers:
+        texts = [fold(h.passage.text) for h in a.hits if is_hit(q, h.passage, docs) or q.doc_id is None]
+        found = sum(any(fold(x) in t for t in texts) for x in q.answers) / len(q.answers)
+    top = a.hits[0].score if a.hits else 0.0
+    return Outcome(q, a.mode, first, a.abstained, quote_ok, latency_ms, found, a.confidence, top)
+
+
+def summarize(outcomes: list[Outcome], k: int) -> dict:
+    """Metrics of one mode (see README 'Evaluation' for each definition)."""
+    ans = [o for o in outcomes if o.question.answers]
+    una = [o for o in outcomes if not o.question.answers]
+    out: dict = {"n": len(outcomes), "n_answerable": len(ans), "n_unanswerable": len(una)}
+    for kk in HIT_KS:
+        if kk <= k:
+            out[f"hit@{kk}"] = _mean([o.first_hit is not None and o.first_hit <= kk for o in ans])
+    out["mrr@10"] = _mean([1.0 / o.first_hit if o.first_hit and o.first_hit <= 10 else 0.0 for o in ans])
+    out[f"recall@{k}"] = _mean([o.answers_found for o in ans])
+    abstained = [o for o in outcomes if o.abstained]
+    correct = sum(not o.question.answers for o in abstained)
+    out["abstain_precision"] = correct / len(abstained) if abstained else (1.0 if not una else 0.0)
+    out["abstain_recall"] = correct / len(una) if una else None
+    out["abstained_unanswerable"] = correct
+    out["wrongly_abstained"] = sum(bool(o.question.answers) for o in abstained)
+    quotes = [o.quote_ok for o in ans if o.quote_ok is not None]
+    out["quote_accuracy"] = _mean(quotes) if quotes else None
+    lat = np.array([o.latency_ms for o in outcomes]) if outcomes else np.zeros(1)
+    out["latency_ms_mean"] = float(lat.mean())
+    out["latency_ms_p95"] = float(np.percentile(lat, 95))
+    return out
+
+
+def _mean(xs: Iterable) -> float:
+    """Mean of booleans or numbers (0.0 for none)."""
+    xs = [float(x) for x in xs]
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def evaluate(
+    pipeline,
+    questions: list[EvalQuestion],
+    modes: Iterable[str] = ("hybrid",),
+    k: int = 10,
+    details: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[Outcome]]:
+    """Ask every question in every mode; write one details line per (question, mode) as it goes."""
+    modes = list(modes)
+    for m in modes:
+        if m not in MODES:
+            raise QuestionError(f"mode={m!r}; expected one of {', '.join(MODES)} or 'all'")
+    results: dict[str, list[Outcome]] = {m: [] for m in modes}
+    fh = details.open("w", encoding="utf-8") if details else None
+    try:
+        for n, q in enumerate(questions, 1):
+            for m in modes:
+                t0 = time.perf_counter()
+                try:
+                    a = pipeline.ask(q.question, k=k, mode=m)
+                except QAError:
+                    continue
+                ms = (time.perf_counter() - t0) * 1e3
+                o = score_answer(q, a, pipeline.documents, ms)
+                results[m].append(o)
+                if fh:
+                    fh.write(json.dumps(detail_line(q, a, o), ensure_ascii=False) + "\n")
+                    fh.flush()
+            if progress:
+                progress(n, len(questions))
+    finally:
+        if fh:
+            fh.close()
+    return results
+
+
+def detail_line(q: EvalQuestion, a: Answer, o: Outcome) -> dict:
+    """The ``--details`` record of one question in one mode."""
+    return {
+        "id": q.id, "question": q.question, "mode": a.mode, "answers": list(q.answers),
+        "abstained": a.abstained, "quote": a.quote.text if a.quote else None,
+        "first_hit": o.first_hit, "confidence": round(a.confidence, 4),
+        "passages": [
+            {"passage_id": h.passage.id, "doc_id": h.passage.doc_id, "text": h.passage.text,
+             "start": h.passage.start, "end": h.passage.end, "score": round(h.score, 6)}
+            for h in a.hits
+        ],
+    }
+
+
+def format_table(summary: dict[str, dict], k: int) -> str:
+    """A Markdown table of the main metrics, one column per mode."""
+    rows = [f"hit@{x}" for x in HIT_KS if x <= k] + ["mrr@10", f"recall@{k}", "quote_accuracy",
+            "abstain_precision", "abstain_recall", "wrongly_abstained", "latency_ms_mean", "latency_ms_p95", "n"]
+    modes = list(summary)
+    lines = ["| metric | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    for r in rows:
+        cells = []
+        for m in modes:
+            v = summary[m].get(r)
+            cells.append("–" if v is None else f"{v:.3f}" if isinstance(v, float) and not r.startswith("latency") else f"{v:.1f}" if isinstance(v, float) else str(v))
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_group(outcomes: list[Outcome], key: Callable[[EvalQuestion], str | None]) -> dict[str, dict]:
+    """hit@1 / hit@5 / n of answerable questions grouped by ``key`` (e.g. language)."""
+    groups: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        g = key(o.question)
+        if g and o.question.answers:
+            groups.setdefault(g, []).append(o)
+    return {g: {"n": len(v), "hit@1": _mean(o.first_hit == 1 for o in v),
+                "hit@5": _mean(o.first_hit is not None and o.first_hit <= 5 for o in v)}
+            for g, v in sorted(groups.items())}
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a string."""
+    return re.sub(r"[^\w.-]+", "_", text)[:80]

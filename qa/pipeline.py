@@ -1,0 +1,312 @@
+"""Pipeline: the one way in. Build an index from a corpus, load it, ask it questions.
+
+>>> from qa import Pipeline
+>>> p = Pipeline.open("corpus", "index")            # builds on first use
+>>> a = p.ask("苏州是什么时候获批创建区块链发展先导区的？", k=5)
+>>> a.quote.text                                     # doctest: +SKIP
+'2021年11月,工信部正式复函,支持苏州市创建区块链发展先导区。'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .answer import AbstainConfig, confidence, coverage, make_idf, pick_quote, question_tokens
+from .encode import Encoder, encoder_name, load_encoder
+from .errors import IndexMismatchError, IndexMissingError, QuestionError
+from .ingest import IngestReport, load_corpus
+from .schema import MODES, Answer, Document, Hit, Passage
+from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
+from .split import SplitConfig, split_documents
+
+MAX_QUESTION_CHARS = 1000
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Query-time settings: dense weight of the fusion and candidates per retriever."""
+
+    dense_weight: float = 0.4
+    candidates: int = 50
+    abstain: AbstainConfig = field(default_factory=AbstainConfig)
+
+
+@dataclass
+class BuildReport:
+    """What a build did: counts, what it reused, and what it skipped or warned about."""
+
+    documents: int = 0
+    passages: int = 0
+    embedded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def embed_text(p: Passage, with_title: bool) -> str:
+    """The text a passage is embedded as: its title and heading, then the passage."""
+    if not with_title:
+        return p.text
+    head = " ".join(x for x in (p.title, p.heading) if x)
+    return f"{head}\n{p.text}" if head else p.text
+
+
+def _vhash(encoder: str, text: str) -> str:
+    """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
+    return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
+
+
+def clean_question(question: str) -> tuple[str, str | None]:
+    """Strip control characters and cap the length; return (question, notice or None)."""
+    if not isinstance(question, str):
+        raise QuestionError(f"question must be text, got {type(question).__name__}")
+    q = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in question)
+    q = " ".join(q.split())
+    if not q:
+        raise QuestionError("the question is empty; type a question about the documents")
+    notice = None
+    if len(q) > MAX_QUESTION_CHARS:
+        notice = f"question truncated to its first {MAX_QUESTION_CHARS} of {len(q)} characters"
+        q = q[:MAX_QUESTION_CHARS]
+    return q, notice
+
+
+class Pipeline:
+    """A loaded index plus its encoder: ``ask`` questions, look up documents."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        manifest: dict,
+        documents: list[Document],
+        passages: list[Passage],
+        dense: DenseIndex,
+        lexical: LexicalIndex,
+        encoder: Encoder,
+        config: SearchConfig = SearchConfig(),
+    ):
+        self.index_dir = index_dir
+        self.manifest = manifest
+        self.documents = {d.doc_id: d for d in documents}
+        self.passages = passages
+        self.dense = dense
+        self.lexical = lexical
+        self.encoder = encoder
+        self.config = config
+        scores = lexical.bm25.scores
+        self._idf = make_idf(np.diff(scores["indptr"]), lexical.bm25.vocab_dict, int(scores["num_docs"]))
+        self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # ---- building and loading -------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        corpus: str | Path = "corpus",
+        index_dir: str | Path = "index",
+        encoder: str | Encoder | None = None,
+        split: SplitConfig = SplitConfig(),
+        embed_title: bool = True,
+        progress: Progress | None = None,
+    ) -> tuple[Pipeline, BuildReport]:
+        """Read, clean, split, embed and index a corpus; write it atomically to ``index_dir``."""
+        t0 = time.perf_counter()
+        index_dir = Path(index_dir)
+        enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+        ingest: IngestReport = load_corpus(corpus)
+        report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
+        if not ingest.documents:
+            from .errors import CorpusError
+
+            why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or "no .txt or .md files"
+            raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
+        passages = split_documents(ingest.documents, split)
+        texts = [embed_text(p, embed_title) for p in passages]
+        vhashes = [_vhash(enc.name, t) for t in texts]
+        with store.build_lock(index_dir):
+            cache = _previous_vectors(index_dir, enc)
+            missing = [i for i, h in enumerate(vhashes) if h not in cache]
+            vectors = np.zeros((len(passages), enc.dim), dtype=np.float32)
+            for i, h in enumerate(vhashes):
+                if h in cache:
+                    vectors[i] = cache[h]
+            done = 0
+
+            def tick(n: int) -> None:
+                nonlocal done
+                done += n
+                if progress:
+                    progress("embed", done, len(missing))
+
+            if missing:
+                vectors[missing] = enc.encode([texts[i] for i in missing], "passage", progress=tick)
+            if progress:
+                progress("index", 0, 1)
+            dense = DenseIndex.build(vectors)
+            lexical = LexicalIndex.build([p.text for p in passages])
+            build_dir = store.new_build_dir(index_dir)
+            store.write_documents(build_dir / "documents.jsonl", ingest.documents)
+            store.write_passages(build_dir / "passages.jsonl", passages, vhashes)
+            dense.save(build_dir / "dense.faiss")
+            lexical.save(build_dir / "bm25")
+            manifest = {
+                "format": store.FORMAT,
+                "format_version": store.FORMAT_VERSION,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "encoder": {"name": enc.name, "dim": enc.dim},
+                "split": split.to_json(),
+                "embed": {"title": embed_title, "fold": "opencc-t2s+nfkc+lower"},
+                "dense_index": type(dense.index).__name__,
+                "corpus": {"path": str(corpus), "files": ingest.hashes},
+                "counts": {"documents": len(ingest.documents), "passages": len(passages)},
+                "skipped": [list(s) for s in ingest.skipped],
+                "warnings": [list(w) for w in ingest.warnings],
+            }
+            store.commit(index_dir, build_dir, manifest)
+            if progress:
+                progress("index", 1, 1)
+        report.documents, report.passages = len(ingest.documents), len(passages)
+        report.embedded, report.reused = len(missing), len(passages) - len(missing)
+        report.seconds = time.perf_counter() - t0
+        return cls.load(index_dir, enc), report
+
+    @classmethod
+    def load(cls, index_dir: str | Path = "index", encoder: str | Encoder | None = None) -> Pipeline:
+        """Open a built index; the encoder must be the one it was built with."""
+        index_dir = Path(index_dir)
+        manifest = store.read_manifest(index_dir)
+        built_with = manifest["encoder"]["name"]
+        if encoder is None:
+            encoder = built_with
+        name = encoder.name if isinstance(encoder, Encoder) else encoder_name(encoder)
+        if name != built_with:
+            raise IndexMismatchError(
+                f"index {str(index_dir)!r} was built with encoder {built_with!r}, not {name!r}; "
+                f"use --encoder {built_with} or rebuild: python -m qa build --index {index_dir} --encoder {name}"
+            )
+        build_dir = store.verify_files(index_dir, manifest)
+        enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+        if enc.dim != manifest["encoder"]["dim"]:
+            raise IndexMismatchError(
+                f"encoder {name!r} gives {enc.dim}-d vectors but the index holds {manifest['encoder']['dim']}-d; rebuild it"
+            )
+        docs = store.read_documents(build_dir / "documents.jsonl")
+        passages, _ = store.read_passages(build_dir / "passages.jsonl", {d.doc_id: d for d in docs})
+        dense = DenseIndex.load(build_dir / "dense.faiss")
+        lexical = LexicalIndex.load(build_dir / "bm25")
+        return cls(index_dir, manifest, docs, passages, dense, lexical, enc)
+
+    @classmethod
+    def open(
+        cls,
+        corpus: str | Path = "corpus",
+        index_dir: str | Path = "index",
+        encoder: str | Encoder | None = None,
+        progress: Progress | None = None,
+    ) -> Pipeline:
+        """Load ``index_dir``, building it first when it is missing or stale for ``corpus``."""
+        try:
+            manifest = store.read_manifest(Path(index_dir))
+        except IndexMissingError:
+            return cls.build(corpus, index_dir, encoder, progress=progress)[0]
+        if is_stale(manifest, corpus, encoder):
+            return cls.build(corpus, index_dir, encoder, progress=progress)[0]
+        return cls.load(index_dir, encoder)
+
+    # ---- asking --------------------------------------------------------------
+
+    def query_vector(self, question: str) -> np.ndarray:
+        """The (dim,) query embedding, cached for recently asked questions."""
+        vec = self._qcache.get(question)
+        if vec is None:
+            vec = self.encoder.encode_query(question)
+            self._qcache[question] = vec
+            if len(self._qcache) > 2048:
+                self._qcache.popitem(last=False)
+        return vec
+
+    def retrieve(self, question: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k passage rows and scores for one mode."""
+        n = self.config.candidates
+        if mode == "dense":
+            return self.dense.search(qvec, k)
+        lex = self.lexical.scores(question)
+        if mode == "bm25":
+            return top_k(lex, k)
+        d_ids, _ = self.dense.search(qvec, max(n, k))
+        b_ids, _ = top_k(lex, max(n, k))
+        cand = np.union1d(d_ids, b_ids)
+        ids, fused = fuse_scores(cand, self.dense.vectors(cand) @ qvec, lex[cand], self.config.dense_weight)
+        return ids[:k], fused[:k]
+
+    def ask(self, question: str, k: int = 5, mode: str = "hybrid") -> Answer:
+        """Retrieve the top-k passages and quote the answering sentence, or abstain."""
+        if mode not in MODES:
+            raise QuestionError(f"mode={mode!r}; expected one of {', '.join(repr(m) for m in MODES)}")
+        if not isinstance(k, int) or k < 1:
+            raise QuestionError(f"k={k!r}; expected a whole number of passages, 1 or more")
+        q, notice = clean_question(question)
+        t0 = time.perf_counter()
+        qvec = self.query_vector(q)
+        t1 = time.perf_counter()
+        ids, scores = self.retrieve(q, k, mode, qvec)
+        t2 = time.perf_counter()
+        hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
+        quote, conf = None, 0.0
+        if hits:
+            top = hits[0].passage
+            cosine = float(self.dense.vectors(ids[:1])[0] @ qvec)
+            tokens = question_tokens(q)
+            known = sum(t in self.lexical.bm25.vocab_dict for t in tokens) / max(1, len(tokens))
+            conf = confidence(coverage(tokens, top.text, self._idf), cosine, known, self.config.abstain)
+            if conf >= self.config.abstain.threshold:
+                quote = pick_quote(q, top.text, lambda s: self.encoder.encode(s, "passage"), qvec)
+        t3 = time.perf_counter()
+        timings = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3}
+        return Answer(q, hits, quote, mode, conf, notice, timings)
+
+    def document(self, doc_id: str) -> Document:
+        """The full cleaned document a passage cites."""
+        try:
+            return self.documents[doc_id]
+        except KeyError:
+            raise QuestionError(f"no document {doc_id!r} in this index") from None
+
+
+def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
+    """Vectors of the current index keyed by embedding hash, when it used the same encoder."""
+    try:
+        manifest = store.read_manifest(index_dir)
+        if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
+            return {}
+        build_dir = store.verify_files(index_dir, manifest, deep=False)
+        import json
+
+        with (build_dir / "passages.jsonl").open(encoding="utf-8") as fh:
+            vhashes = [json.loads(line)["vhash"] for line in fh]
+        vectors = DenseIndex.load(build_dir / "dense.faiss").vectors()
+    except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
+        return {}
+    return dict(zip(vhashes, vectors))
+
+
+def is_stale(manifest: dict, corpus: str | Path, encoder: str | Encoder | None) -> bool:
+    """True when the corpus files or the encoder differ from what the index was built from."""
+    if encoder is not None:
+        name = encoder.name if isinstance(encoder, Encoder) else encoder_name(encoder)
+        if name != manifest["encoder"]["name"]:
+            return True
+    from .ingest import current_hashes
+
+    return current_hashes(corpus) != manifest["corpus"]["files"]

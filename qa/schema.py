@@ -1,0 +1,140 @@
+"""The small frozen records that flow between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Mode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A kept run of content: ``text[start:end]`` of paragraph ``paragraph`` (1-based)."""
+
+    start: int
+    end: int
+    paragraph: int
+    heading: str = ""
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document: its full decoded text and what cleaning found in it.
+
+    ``blocks`` are the spans that hold content. Navigation, captions, photo credits,
+    copyright blocks, metadata lines and garbled runs are left out and listed in
+    ``dropped`` as (start, end, reason).
+    """
+
+    doc_id: str
+    text: str
+    title: str
+    date: str | None = None
+    source: str | None = None
+    encoding: str = "utf-8"
+    blocks: tuple[Block, ...] = ()
+    dropped: tuple[tuple[int, int, str], ...] = ()
+
+    @property
+    def garbled(self) -> list[tuple[int, int]]:
+        """Spans reported as garbled text (mojibake)."""
+        return [(s, e) for s, e, why in self.dropped if why == "garbled"]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrievable span: ``text == document.text[start:end]`` always holds."""
+
+    id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    title: str
+    paragraph: int
+    heading: str = ""
+
+    def to_json(self) -> dict:
+        """Plain dict for JSON lines."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage returned by a search with its score (higher is better)."""
+
+    passage: Passage
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The answering sentence(s): ``passage.text[start:end]`` relative to the passage."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``Pipeline.ask`` returns.
+
+    ``quote`` is None when the pipeline abstains (nothing in the corpus answers);
+    ``hits`` are the retrieved passages best first, whether or not it abstained.
+    """
+
+    question: str
+    hits: tuple[Hit, ...]
+    quote: Quote | None
+    mode: str
+    confidence: float = 0.0
+    notice: str | None = None
+    timings_ms: dict = field(default_factory=dict)
+
+    @property
+    def abstained(self) -> bool:
+        """True when no passage was judged to answer the question."""
+        return self.quote is None
+
+    @property
+    def best(self) -> Hit | None:
+        """The top hit, or None for an empty index."""
+        return self.hits[0] if self.hits else None
+
+    def to_json(self) -> dict:
+        """The ``ask --json`` object (see README)."""
+        best = self.best
+        answer = None
+        if self.quote is not None and best is not None:
+            answer = {
+                "quote": self.quote.text,
+                "passage_id": best.passage.id,
+                "doc_id": best.passage.doc_id,
+                "start": best.passage.start + self.quote.start,
+                "end": best.passage.start + self.quote.end,
+            }
+        out = {
+            "question": self.question,
+            "answer": answer,
+            "passages": [
+                {
+                    "rank": h.rank,
+                    "passage_id": h.passage.id,
+                    "doc_id": h.passage.doc_id,
+                    "title": h.passage.title,
+                    "paragraph": h.passage.paragraph,
+                    "text": h.passage.text,
+                    "start": h.passage.start,
+                    "end": h.passage.end,
+                    "score": round(float(h.score), 6),
+                }
+                for h in self.hits
+            ],
+        }
+        if self.notice:
+            out["notice"] = self.notice
+        return out

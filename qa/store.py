@@ -1,0 +1,200 @@
+"""Store: the index folder on disk, written atomically and checked on load.
+
+Layout of an index folder::
+
+    index/
+      manifest.json        format version, encoder, settings, corpus hashes, counts,
+                           and the sha256 and size of every data file
+      <build_id>/          the data of one build
+        documents.jsonl    one cleaned document a line (full text, blocks, metadata)
+        passages.jsonl     one passage a line (offsets only; text is sliced from its document)
+        dense.faiss        FAISS index of the passage vectors
+        bm25/              bm25s arrays (.npy) and vocabulary (.json)
+
+A build writes a new ``<build_id>/`` folder beside the old one and then replaces
+``manifest.json`` with ``os.replace``: until that instant the old manifest and its
+data are untouched, so a crash at any point leaves the previous index loadable.
+Old build folders are removed after the switch. A lock file stops two builds from
+running into the same folder at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError
+from .schema import Block, Document, Passage
+
+FORMAT = "qa-index"
+FORMAT_VERSION = 1
+VERIFY_LIMIT = 256 * 1024 * 1024  # files up to this total size are hashed on every load
+
+
+def file_digest(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``index_dir/.lock`` (released even if the process dies)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    fh = (index_dir / ".lock").open("a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexLockedError(
+                f"another build is writing {str(index_dir)!r}; wait for it to finish and try again"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+def new_build_dir(index_dir: Path) -> Path:
+    """A fresh, empty folder for one build's data inside the index folder."""
+    path = index_dir / f"build-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with path.open("rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def commit(index_dir: Path, build_dir: Path, manifest: dict) -> None:
+    """Record file checksums, atomically switch ``manifest.json`` to ``build_dir``, drop old builds."""
+    _fsync_tree(build_dir)
+    manifest = dict(manifest, build=build_dir.name, files={
+        p.relative_to(build_dir).as_posix(): {"sha256": file_digest(p), "bytes": p.stat().st_size}
+        for p in sorted(build_dir.rglob("*")) if p.is_file()
+    })
+    tmp = index_dir / f".manifest-{uuid.uuid4().hex[:6]}.tmp"
+    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / "manifest.json")
+    remove_stale(index_dir, keep=build_dir.name)
+
+
+def remove_stale(index_dir: Path, keep: str | None) -> None:
+    """Delete build folders and temp files other than the one the manifest names."""
+    for path in index_dir.iterdir():
+        if path.name.startswith("build-") and path.name != keep:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".manifest-") and path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+
+
+def read_manifest(index_dir: Path) -> dict:
+    """Read and check ``manifest.json``; errors say how to rebuild."""
+    path = index_dir / "manifest.json"
+    if not path.is_file():
+        raise IndexMissingError(
+            f"no index in {str(index_dir)!r}; build one with: python -m qa build --index {index_dir}"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(
+            f"{path} is not valid JSON ({exc}); rebuild with: python -m qa build --index {index_dir}"
+        ) from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"index {str(index_dir)!r} has format {manifest.get('format')!r} v{manifest.get('format_version')}, "
+            f"this version reads {FORMAT!r} v{FORMAT_VERSION}; rebuild with: python -m qa build --index {index_dir}"
+        )
+    return manifest
+
+
+def verify_files(index_dir: Path, manifest: dict, deep: bool | None = None) -> Path:
+    """Check every data file's size (and sha256, for indexes up to VERIFY_LIMIT); return the build dir."""
+    build_dir = index_dir / str(manifest.get("build", ""))
+    files = manifest.get("files") or {}
+    fix = f"rebuild with: python -m qa build --index {index_dir}"
+    if not build_dir.is_dir() or not files:
+        raise IndexCorruptError(f"index data folder {str(build_dir)!r} is missing; {fix}")
+    if deep is None:
+        deep = sum(f["bytes"] for f in files.values()) <= VERIFY_LIMIT
+    for rel, meta in files.items():
+        path = build_dir / rel
+        if not path.is_file():
+            raise IndexCorruptError(f"index file {rel!r} is missing; {fix}")
+        if path.stat().st_size != meta["bytes"]:
+            raise IndexCorruptError(
+                f"index file {rel!r} is {path.stat().st_size} bytes, expected {meta['bytes']} (truncated?); {fix}"
+            )
+        if deep and file_digest(path) != meta["sha256"]:
+            raise IndexCorruptError(f"index file {rel!r} fails its checksum (corrupted); {fix}")
+    return build_dir
+
+
+def write_documents(path: Path, docs: list[Document]) -> None:
+    """One JSON object a line per document, text included."""
+    with path.open("w", encoding="utf-8") as fh:
+        for d in docs:
+            rec = {
+                "doc_id": d.doc_id, "title": d.title, "date": d.date, "source": d.source,
+                "encoding": d.encoding, "text": d.text,
+                "blocks": [[b.start, b.end, b.paragraph, b.heading] for b in d.blocks],
+                "dropped": [list(x) for x in d.dropped],
+            }
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Inverse of ``write_documents``."""
+    docs = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            docs.append(Document(
+                doc_id=r["doc_id"], text=r["text"], title=r["title"], date=r["date"],
+                source=r["source"], encoding=r["encoding"],
+                blocks=tuple(Block(*b) for b in r["blocks"]),
+                dropped=tuple(tuple(x) for x in r["dropped"]),
+            ))
+    return docs
+
+
+def write_passages(path: Path, passages: list[Passage], vhashes: list[str]) -> None:
+    """One line per passage: offsets, citation fields and the hash of its embedded text."""
+    with path.open("w", encoding="utf-8") as fh:
+        for p, vh in zip(passages, vhashes):
+            rec = {"id": p.id, "doc_id": p.doc_id, "start": p.start, "end": p.end,
+                   "paragraph": p.paragraph, "heading": p.heading, "vhash": vh}
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage], list[str]]:
+    """Passages with their text sliced from the documents, and their embedding hashes."""
+    passages, vhashes = [], []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            doc = docs[r["doc_id"]]
+            passages.append(Passage(
+                id=r["id"], doc_id=r["doc_id"], text=doc.text[r["start"]:r["end"]],
+                start=r["start"], end=r["end"], title=doc.title,
+                paragraph=r["paragraph"], heading=r["heading"],
+            ))
+            vhashes.append(r["vhash"])
+    return passages, vhashes

@@ -1,0 +1,93 @@
+"""Text folding and tokenisation shared by every stage.
+
+Folding maps Traditional to Simplified Chinese (OpenCC ``t2s``), full-width forms
+to ASCII (NFKC) and letters to lower case, so both scripts and both widths match.
+It is used only for matching: quotes and citations always show the original text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+# Function words that carry no topic (folded, Simplified). Kept small on purpose:
+# question words like 什么/多少/哪 are dropped, content words never are.
+STOPWORDS = frozenset(
+    """的 了 是 在 和 与 及 或 也 都 就 而 并 被 把 将 对 从 向 于 为 以 由 之 其 这 那 个
+    一 有 又 等 中 上 下 吗 呢 吧 啊 么 什么 哪 哪里 哪些 哪个 哪一 多少 几 何 何时 谁 是谁
+    如何 怎么 怎样 为什么 什么样 什么时候 时候 请问 请 问 一下 是否 会 能 可以 该 此 这个 那个 我 你 他
+    她 它 们 我们 你们 他们 a an the of to in on at for by with and or is are was were be been
+    what which who whom when where why how does do did has have had it its this that these
+    those as from into about than then there their they he she his her i you we our your""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    """The OpenCC Traditional->Simplified converter (loaded once)."""
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def fold(text: str) -> str:
+    """Fold script, width and case: ``fold('蘇州ＡＢ') == '苏州ab'``."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    if _CJK_RE.search(text):
+        text = _t2s().convert(text)
+    return text
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    """A jieba tokenizer, initialised once (its prefix dict takes a second)."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()
+    tok.initialize()
+    return tok
+
+
+def words(folded: str) -> list[str]:
+    """Split already-folded text into jieba search-mode words and ASCII words."""
+    out: list[str] = []
+    cut = _jieba().cut_for_search
+    for m in _TOKEN_RE.finditer(folded):
+        piece = m.group()
+        if piece[0].isascii():
+            out.append(piece)
+        else:
+            out.extend(w for w in cut(piece, HMM=True) if w.strip())
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Folded content words of ``text`` for BM25 (stopwords dropped)."""
+    return [w for w in words(fold(text)) if w not in STOPWORDS]
+
+
+def has_cjk(text: str) -> bool:
+    """True when the text holds at least one CJK ideograph."""
+    return bool(_CJK_RE.search(text))
+
+
+def char_bigrams(folded: str) -> set[str]:
+    """Set of CJK character bigrams and ASCII words in folded text (for quote overlap)."""
+    grams: set[str] = set()
+    for m in _TOKEN_RE.finditer(folded):
+        piece = m.group()
+        if piece[0].isascii():
+            if piece not in STOPWORDS:
+                grams.add(piece)
+        elif len(piece) == 1:
+            grams.add(piece)
+        else:
+            grams.update(piece[i : i + 2] for i in range(len(piece) - 1))
+    return grams
