@@ -43,7 +43,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .split import SplitConfig
 
-    split = SplitConfig(max_chars=args.max_chars)
+    try:
+        split = SplitConfig(max_chars=args.max_chars)
+    except ValueError as exc:
+        raise QAError(f"--max-chars: {exc}") from None
     _, rep = Pipeline.build(args.corpus, args.index, args.encoder, split=split,
                             progress=_progress_bar(not args.quiet))
     for name, why in rep.skipped:
@@ -189,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except QAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - never show a traceback to a user
-        print(f"error: unexpected {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (please report this)",
+              file=sys.stderr)
         return 70

@@ -99,12 +99,14 @@ class SentenceTransformerEncoder(Encoder):
         try:
             self._model = SentenceTransformer(model, device=device)
         except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear line
+            why = " ".join(str(exc).split())[:300]
             raise EncoderError(
-                f"cannot load sentence-transformers model {model!r} ({type(exc).__name__}: {exc}); "
+                f"cannot load sentence-transformers model {model!r} ({type(exc).__name__}: {why}); "
                 "give a local model folder, or a hub name that is already in the local cache"
             ) from exc
         self.name = f"st:{model}"
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
         self.dim = int(dim or len(self._model.encode(["x"])[0]))
         prompts = getattr(self._model, "prompts", {}) or {}
         e5_like = "e5" in model.lower()

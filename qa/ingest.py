@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,10 +61,12 @@ def _plausibility(text: str) -> float:
 
     sample = fold(text[:20000])
     freq = char_frequencies()
-    cjk = [c for c in sample if "\u3400" <= c <= "\u9fff"]
-    if not cjk:
+    chars = [c for c in sample if not c.isascii() and not c.isspace()]
+    if not chars:
         return 0.0
-    return sum(math.log1p(freq.get(c, 0)) for c in cjk) / len(cjk)
+    # Kana, box drawing, private-use and other non-CJK characters score 0: mis-decoded
+    # Big5 read as GB18030 is full of them.
+    return sum(math.log1p(freq.get(c, 0)) if "\u3400" <= c <= "\u9fff" else 0.0 for c in chars) / len(chars)
 
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
@@ -153,8 +155,30 @@ def read_corpus(
         except OSError as exc:
             report.skipped.append((rel, f"cannot read ({exc.strerror or exc})"))
             continue
-        add_document(report, rel, text, encoding, fallback_title=title_from_path(rel))
+        meta = read_sidecar(path)
+        if isinstance(meta, str):
+            report.warnings.append((rel, meta))
+            meta = {}
+        add_document(report, rel, text, encoding, fallback_title=title_from_path(rel), title=meta.get("title"),
+                     date=meta.get("date"), source=meta.get("source"))
     return report
+
+
+SIDECAR_SUFFIX = ".meta.json"
+
+
+def read_sidecar(path: Path) -> dict | str:
+    """Metadata from ``NAME.meta.json`` beside a file ({"title", "date", "source"}), or why it is unusable."""
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        return f"ignored {side.name}: not valid JSON ({exc})"
+    if not isinstance(meta, dict):
+        return f"ignored {side.name}: expected a JSON object"
+    return {k: str(v) for k, v in meta.items() if k in ("title", "date", "source") and v}
 
 
 def add_document(
@@ -164,12 +188,16 @@ def add_document(
     encoding: str,
     fallback_title: str = "",
     title: str | None = None,
+    date: str | None = None,
+    source: str | None = None,
 ) -> None:
     """Clean one decoded text and add it to the report (or note why it was skipped)."""
     if not text.strip():
         report.skipped.append((doc_id, "empty (no text)"))
         return
     doc = clean_document(doc_id, text, encoding=encoding, fallback_title=fallback_title, title=title)
+    if date or source:
+        doc = replace(doc, date=date or doc.date, source=source or doc.source)
     if not doc.blocks:
         report.skipped.append((doc_id, "no content left after cleaning"))
         return
@@ -186,6 +214,7 @@ def read_docs_jsonl(path: str | Path) -> IngestReport:
     if not path.is_file():
         raise CorpusError(f"docs file {str(path)!r} does not exist")
     report = IngestReport(hashes={path.name: file_hash(path)})
+    seen: dict[str, int] = {}
     with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -198,14 +227,22 @@ def read_docs_jsonl(path: str | Path) -> IngestReport:
             except (ValueError, KeyError, TypeError) as exc:
                 report.skipped.append((f"{path.name}:{lineno}", f"bad line ({exc})"))
                 continue
+            if doc_id in seen:
+                report.skipped.append((f"{path.name}:{lineno}", f"duplicate doc_id {doc_id!r} (first on line {seen[doc_id]})"))
+                continue
+            seen[doc_id] = lineno
             add_document(report, doc_id, text, "utf-8", title=str(rec.get("title") or doc_id))
     return report
 
 
 def file_hash(path: Path) -> str:
-    """Hex sha256 of a file's bytes, or a marker when it cannot be read."""
+    """Hex sha256 of a file's bytes (and of its .meta.json sidecar), or a marker when unreadable."""
     try:
-        return sha256_bytes(path.read_bytes())
+        digest = sha256_bytes(path.read_bytes())
+        side = path.with_name(path.name + SIDECAR_SUFFIX)
+        if side.is_file():
+            digest = sha256_bytes((digest + side.read_text(encoding="utf-8", errors="replace")).encode())
+        return digest
     except OSError as exc:
         return f"unreadable: {exc.strerror}"
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import unicodedata
 from collections import OrderedDict
@@ -22,7 +23,7 @@ import numpy as np
 from . import store
 from .answer import AbstainConfig, confidence, missing_concepts, pick_quote
 from .encode import Encoder, encoder_name, load_encoder
-from .errors import IndexMismatchError, IndexMissingError, QuestionError
+from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
@@ -73,7 +74,8 @@ def clean_question(question: str) -> tuple[str, str | None]:
     """Strip control characters and cap the length; return (question, notice or None)."""
     if not isinstance(question, str):
         raise QuestionError(f"question must be text, got {type(question).__name__}")
-    q = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in question)
+    q = question.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # bytes from a non-UTF-8 terminal
+    q = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in q)
     q = " ".join(q.split())
     if not q:
         raise QuestionError("the question is empty; type a question about the documents")
@@ -107,6 +109,7 @@ class Pipeline:
         self.encoder = encoder
         self.config = config
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
         vocab = lexical.bm25.vocab_dict
         self._cjk_corpus = sum(map(has_cjk, vocab)) > len(vocab) / 2
         self._bigrams: set[str] | None = None
@@ -192,7 +195,7 @@ class Pipeline:
         built_with = manifest["encoder"]["name"]
         if encoder is None:
             encoder = built_with
-        name = encoder.name if isinstance(encoder, Encoder) else encoder_name(encoder)
+        name = _spec_name(encoder)
         if name != built_with:
             raise IndexMismatchError(
                 f"index {str(index_dir)!r} was built with encoder {built_with!r}, not {name!r}; "
@@ -204,10 +207,21 @@ class Pipeline:
             raise IndexMismatchError(
                 f"encoder {name!r} gives {enc.dim}-d vectors but the index holds {manifest['encoder']['dim']}-d; rebuild it"
             )
-        docs = store.read_documents(build_dir / "documents.jsonl")
-        passages, _ = store.read_passages(build_dir / "passages.jsonl", {d.doc_id: d for d in docs})
-        dense = DenseIndex.load(build_dir / "dense.faiss")
-        lexical = LexicalIndex.load(build_dir / "bm25")
+        try:
+            docs = store.read_documents(build_dir / "documents.jsonl")
+            passages, _ = store.read_passages(build_dir / "passages.jsonl", {d.doc_id: d for d in docs})
+            dense = DenseIndex.load(build_dir / "dense.faiss")
+            lexical = LexicalIndex.load(build_dir / "bm25")
+        except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as exc:
+            raise IndexCorruptError(
+                f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                f"rebuild with: python -m qa build --index {index_dir}"
+            ) from None
+        if dense.size != len(passages):
+            raise IndexCorruptError(
+                f"index {str(index_dir)!r} holds {dense.size} vectors for {len(passages)} passages; "
+                f"rebuild with: python -m qa build --index {index_dir}"
+            )
         return cls(index_dir, manifest, docs, passages, dense, lexical, enc)
 
     @classmethod
@@ -218,26 +232,42 @@ class Pipeline:
         encoder: str | Encoder | None = None,
         progress: Progress | None = None,
     ) -> Pipeline:
-        """Load ``index_dir``, building it first when it is missing or stale for ``corpus``."""
+        """Load ``index_dir``, building it first when it is missing or its corpus changed.
+
+        A stale index is rebuilt with the encoder it was built with; asking for another
+        encoder than the index's is an ``IndexMismatchError`` (switch encoders with
+        ``build``). With the corpus folder gone, the index is served as it is.
+        """
         try:
             manifest = store.read_manifest(Path(index_dir))
         except IndexMissingError:
             return cls.build(corpus, index_dir, encoder, progress=progress)[0]
-        if is_stale(manifest, corpus, encoder):
-            return cls.build(corpus, index_dir, encoder, progress=progress)[0]
+        built_with = manifest["encoder"]["name"]
+        if encoder is not None and _spec_name(encoder) != built_with:
+            return cls.load(index_dir, encoder)  # raises the mismatch with its fix
+        if Path(corpus).exists() and is_stale(manifest, corpus):
+            return cls.build(corpus, index_dir, encoder or built_with, progress=progress)[0]
         return cls.load(index_dir, encoder)
 
     # ---- asking --------------------------------------------------------------
 
     def query_vector(self, question: str) -> np.ndarray:
         """The (dim,) query embedding, cached for recently asked questions."""
-        vec = self._qcache.get(question)
+        with self._lock:
+            vec = self._qcache.get(question)
         if vec is None:
             vec = self.encoder.encode_query(question)
-            self._qcache[question] = vec
-            if len(self._qcache) > 2048:
-                self._qcache.popitem(last=False)
+            with self._lock:
+                self._qcache[question] = vec
+                if len(self._qcache) > 2048:
+                    self._qcache.popitem(last=False)
         return vec
+
+    def warm(self) -> None:
+        """Load what the first question would otherwise wait for (word lists, dictionary, model)."""
+        self.ask("预热 warm-up", k=1)
+        if self._cjk_corpus:
+            self.ask("warm up", k=1)
 
     def present(self, word: str) -> bool:
         """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""
@@ -335,12 +365,13 @@ def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
     return dict(zip(vhashes, vectors))
 
 
-def is_stale(manifest: dict, corpus: str | Path, encoder: str | Encoder | None) -> bool:
-    """True when the corpus files or the encoder differ from what the index was built from."""
-    if encoder is not None:
-        name = encoder.name if isinstance(encoder, Encoder) else encoder_name(encoder)
-        if name != manifest["encoder"]["name"]:
-            return True
+def _spec_name(encoder: str | Encoder) -> str:
+    """The canonical name of an encoder or encoder spec."""
+    return encoder.name if isinstance(encoder, Encoder) else encoder_name(encoder)
+
+
+def is_stale(manifest: dict, corpus: str | Path) -> bool:
+    """True when the corpus files differ from those the index was built from."""
     from .ingest import current_hashes
 
     return current_hashes(corpus) != manifest["corpus"]["files"]

@@ -85,8 +85,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: list[str], k1: float = 1.2, b: float = 0.75) -> LexicalIndex:
         """Tokenise and index passage texts."""
-        import bm25s
-
+        bm25s = _bm25s()
         bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
         bm25.index([tokenize(t) or [""] for t in texts], show_progress=False)
         return cls(bm25)
@@ -110,9 +109,17 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path, mmap: bool = False) -> LexicalIndex:
         """Read an index written by ``save``."""
-        import bm25s
+        return cls(_bm25s().BM25.load(str(folder), mmap=mmap, show_progress=False, verbosity=0))
 
-        return cls(bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False, verbosity=0))
+
+def _bm25s():
+    """Import bm25s with its logger quietened (it sets itself to DEBUG)."""
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

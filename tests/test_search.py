@@ -1,0 +1,180 @@
+"""Search: dense index vs brute force, HNSW recall, score fusion, RRF, BM25 script folding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.search import DenseIndex, LexicalIndex, fuse_rankings, fuse_scores, minmax, top_k
+
+
+def _unit(rng, n, dim):
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(1234)
+    return _unit(rng, 500, 32), _unit(rng, 20, 32)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10, 50, 500, 800])
+def test_dense_index_equals_numpy_brute_force(vectors, k):
+    data, queries = vectors
+    index = DenseIndex.build(data)
+    assert index.size == 500
+    for q in queries:
+        ids, scores = index.search(q, k)
+        sims = data @ q
+        expected = np.argsort(-sims, kind="stable")[: min(k, len(data))]
+        assert ids.dtype == np.int64
+        np.testing.assert_array_equal(ids, expected)
+        np.testing.assert_allclose(scores, sims[expected], rtol=1e-5, atol=1e-5)
+
+
+def test_dense_index_k_zero_and_vectors_round_trip(vectors, tmp_path):
+    data, queries = vectors
+    index = DenseIndex.build(data)
+    ids, scores = index.search(queries[0], 0)
+    assert len(ids) == 0 and len(scores) == 0
+    np.testing.assert_array_equal(index.vectors(), data)
+    np.testing.assert_array_equal(index.vectors(np.array([7, 3])), data[[7, 3]])
+    index.save(tmp_path / "dense.faiss")
+    again = DenseIndex.load(tmp_path / "dense.faiss")
+    np.testing.assert_array_equal(again.vectors(), data)
+
+
+def test_hnsw_recall_at_10_against_brute_force():
+    # 2000 random unit vectors in 64-d. Random high-dimensional data is the hard case for HNSW
+    # (no cluster structure to exploit), but with efSearch=128 over only 2000 points the search
+    # visits a large share of the graph, so recall@10 stays near 1; 0.95 leaves room for seeds.
+    rng = np.random.default_rng(7)
+    data, queries = _unit(rng, 2000, 64), _unit(rng, 100, 64)
+    index = DenseIndex.build(data, exact_limit=0)
+    assert type(index.index).__name__ == "IndexHNSWFlat"
+    recalls = []
+    for q in queries:
+        ids, scores = index.search(q, 10)
+        truth = np.argsort(-(data @ q))[:10]
+        recalls.append(len(set(ids.tolist()) & set(truth.tolist())) / 10)
+        np.testing.assert_allclose(scores, data[ids] @ q, rtol=1e-5, atol=1e-5)  # scores are real cosines
+    assert np.mean(recalls) >= 0.95
+    np.testing.assert_allclose(index.vectors(np.array([0, 1999])), data[[0, 1999]])
+
+
+def test_fuse_scores_hand_worked():
+    ids = np.array([10, 20, 30])
+    dense = np.array([0.9, 0.7, 0.5], dtype=np.float32)
+    lexical = np.array([0.0, 4.0, 2.0], dtype=np.float32)
+    # min-max: dense -> [(0.9-0.5)/0.4, (0.7-0.5)/0.4, 0] = [1, 0.5, 0]
+    #          lexical -> [0/4, 4/4, 2/4] = [0, 1, 0.5]
+    # w = 0.4: fused = 0.4*[1, 0.5, 0] + 0.6*[0, 1, 0.5] = [0.4, 0.8, 0.3]
+    out_ids, fused = fuse_scores(ids, dense, lexical, 0.4)
+    np.testing.assert_array_equal(out_ids, [20, 10, 30])
+    np.testing.assert_allclose(fused, [0.8, 0.4, 0.3], atol=1e-6)
+    # w = 1: dense order only -> [10 (1.0), 20 (0.5), 30 (0.0)]
+    out_ids, fused = fuse_scores(ids, dense, lexical, 1.0)
+    np.testing.assert_array_equal(out_ids, [10, 20, 30])
+    np.testing.assert_allclose(fused, [1.0, 0.5, 0.0], atol=1e-6)
+    # w = 0: lexical order only -> [20 (1.0), 30 (0.5), 10 (0.0)]
+    out_ids, fused = fuse_scores(ids, dense, lexical, 0.0)
+    np.testing.assert_array_equal(out_ids, [20, 30, 10])
+
+
+def test_fuse_scores_ties_break_by_id():
+    # dense_n = [1, 0], lexical_n = [0, 1]; w = 0.5 -> both 0.5: smaller id first.
+    out_ids, fused = fuse_scores(np.array([5, 3]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), 0.5)
+    np.testing.assert_array_equal(out_ids, [3, 5])
+    np.testing.assert_allclose(fused, [0.5, 0.5])
+
+
+@pytest.mark.parametrize(
+    "x,expected",
+    [
+        ([], []),
+        ([1.0, 3.0], [0.0, 1.0]),
+        ([1.0, 2.0, 3.0], [0.0, 0.5, 1.0]),
+        ([-2.0, 0.0, 2.0], [0.0, 0.5, 1.0]),
+        ([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]),  # constant positive: every candidate gets full marks
+        ([0.0, 0.0], [0.0, 0.0]),  # constant zero (e.g. no BM25 match at all): no signal
+        ([-1.0, -1.0], [0.0, 0.0]),  # constant negative cosines: no signal
+        ([0.7], [1.0]),  # a single positive candidate
+    ],
+)
+def test_minmax(x, expected):
+    out = minmax(np.array(x, dtype=np.float32))
+    assert out.dtype == np.float32 and out.shape == (len(x),)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert np.all(np.isfinite(out))
+
+
+def test_fuse_rankings_reciprocal_rank_hand_worked():
+    # list A: 1, 2, 3    list B: 3, 1
+    # 1: 1/(60+1) + 1/(60+2) = 0.0163934 + 0.0161290 = 0.0325224
+    # 3: 1/(60+3) + 1/(60+1) = 0.0158730 + 0.0163934 = 0.0322664
+    # 2: 1/(60+2)            = 0.0161290
+    ids, scores = fuse_rankings([np.array([1, 2, 3]), np.array([3, 1])])
+    np.testing.assert_array_equal(ids, [1, 3, 2])
+    np.testing.assert_allclose(scores, [1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62], rtol=1e-6)
+    # k = 0: 1: 1/1 + 1/2 = 1.5; 3: 1/3 + 1 = 1.333; 2: 1/2
+    ids, scores = fuse_rankings([np.array([1, 2, 3]), np.array([3, 1])], k=0)
+    np.testing.assert_array_equal(ids, [1, 3, 2])
+    np.testing.assert_allclose(scores, [1.5, 4 / 3, 0.5], rtol=1e-6)
+    # a tie (4 and 9 both 1/61) goes to the smaller id
+    ids, _ = fuse_rankings([np.array([9]), np.array([4])])
+    np.testing.assert_array_equal(ids, [4, 9])
+
+
+def test_top_k_keeps_positive_scores_best_first_ties_by_row():
+    scores = np.array([0.0, 2.0, 2.0, 1.0, -1.0, 3.0], dtype=np.float32)
+    ids, s = top_k(scores, 3)
+    np.testing.assert_array_equal(ids, [5, 1, 2])
+    np.testing.assert_array_equal(s, [3.0, 2.0, 2.0])
+    ids, _ = top_k(scores, 100)
+    np.testing.assert_array_equal(ids, [5, 1, 2, 3])  # zero and negative rows are not results
+    assert len(top_k(scores, 0)[0]) == 0
+
+
+PASSAGES = [
+    "苏州获批创建区块链发展先导区，工信部正式复函支持。",  # Simplified
+    "臺北捷運於1996年正式通車，第一條路線是文湖線。",  # Traditional
+    "龙井茶产于浙江杭州西湖一带，是中国十大名茶之一。",  # Simplified
+    "Python was created by Guido van Rossum.",
+]
+
+
+@pytest.fixture(scope="module")
+def lexical():
+    return LexicalIndex.build(PASSAGES)
+
+
+@pytest.mark.parametrize(
+    "question,expected_row",
+    [
+        ("區塊鏈發展先導區", 0),  # Traditional query -> Simplified passage
+        ("蘇州獲批創建", 0),
+        ("台北捷运什么时候通车", 1),  # Simplified query -> Traditional passage
+        ("文湖线", 1),
+        ("龍井茶產於哪裡", 2),
+        ("GUIDO ROSSUM", 3),  # case folding
+        ("ｐｙｔｈｏｎ", 3),  # full-width folding
+    ],
+)
+def test_lexical_index_folds_scripts_width_and_case(lexical, question, expected_row):
+    ids, scores = lexical.search(question, 4)
+    assert len(ids) >= 1 and ids[0] == expected_row, (ids, scores)
+    assert scores[0] > 0
+
+
+def test_lexical_index_no_match_gives_no_results(lexical):
+    ids, scores = lexical.search("红烧肉", 4)
+    assert len(ids) == 0
+    assert np.all(lexical.scores("红烧肉") == 0)
+
+
+def test_lexical_index_save_load_round_trip(lexical, tmp_path):
+    lexical.save(tmp_path / "bm25")
+    again = LexicalIndex.load(tmp_path / "bm25")
+    for q in ("區塊鏈", "捷运", "python"):
+        np.testing.assert_allclose(again.scores(q), lexical.scores(q))
