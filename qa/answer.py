@@ -29,11 +29,11 @@ import numpy as np
 
 from .schema import Quote
 from .split import sentence_spans
-from .text import STOPWORDS, char_bigrams, fold, has_cjk
+from .text import STOPWORDS, char_bigrams, fold, has_cjk, tokenize
 
 _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
 _HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
-_DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d")
+_DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d|近日|日前|近期|今年|去年|明年|当时|目前")
 _NUMBER = re.compile(r"\d")
 _CONTENT_POS = ("n", "v", "a", "i", "l", "j", "eng")
 _NAME_POS = ("ns", "nr", "nt", "nrt")
@@ -99,6 +99,7 @@ def confidence(missing_share: float, name_missing: bool) -> float:
 def _cue_bonus(question: str, sentence: str) -> float:
     """Extra weight for a sentence holding the answer type the question asks for."""
     bonus = 0.0
+    question = fold(question)
     if _WHEN.search(question) and _DATE.search(sentence):
         bonus += 0.35
     if _HOW_MANY.search(question) and _NUMBER.search(sentence):
@@ -114,7 +115,7 @@ def pick_quote(
 ) -> Quote:
     """The sentence of ``passage_text`` that best answers ``question``.
 
-    Sentences are scored by the share of the question's folded bigrams they contain
+    Sentences are scored by the share of the bigrams of the question's content words they contain
     plus an answer-type cue (dates for 'when', digits for 'how many'). When no
     sentence shares a bigram with the question (e.g. an English question over
     Chinese text) and an ``embed`` function is given, the sentence with the highest
@@ -124,7 +125,7 @@ def pick_quote(
     if len(spans) == 1:
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
-    q_grams = char_bigrams(fold(question))
+    q_grams = set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question))
     sentences = [passage_text[s:e] for s, e in spans]
     overlaps = [len(q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
     if max(overlaps) == 0 and embed is not None and query_vector is not None:

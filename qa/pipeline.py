@@ -39,7 +39,7 @@ Progress = Callable[[str, int, int], None]
 class SearchConfig:
     """Query-time settings: dense weight of the fusion and candidates per retriever."""
 
-    dense_weight: float = 0.3
+    dense_weight: float = 0.4
     candidates: int = 50
     abstain: AbstainConfig = field(default_factory=AbstainConfig)
 
