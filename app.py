@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -317,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # Load word lists and the dictionary in the background so the first question is fast.
+    threading.Thread(target=pipeline.warm, name="qa-warm", daemon=True).start()
     demo = build_app(pipeline)
     try:
         demo.launch(server_name=args.host, server_port=args.port, show_error=False)

@@ -265,9 +265,11 @@ class Pipeline:
 
     def warm(self) -> None:
         """Load what the first question would otherwise wait for (word lists, dictionary, model)."""
-        self.ask("预热 warm-up", k=1)
-        if self._cjk_corpus:
-            self.ask("warm up", k=1)
+        for question in ("预热 warm-up", "warm up"):
+            try:
+                self.ask(question, k=1)
+            except QuestionError:
+                pass
 
     def present(self, word: str) -> bool:
         """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""

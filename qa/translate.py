@@ -56,9 +56,10 @@ def english_to_chinese() -> dict[str, tuple[str, ...]]:
         simplified = parts[1]
         proper = rest[:1].isupper()  # capitalised pinyin: a name
         for gloss in rest.split("/")[1:-1]:
-            keys = _gloss_keys(gloss)
-            if proper and gloss[:1].isupper():
-                keys.append(gloss.split(" ")[0].split(",")[0].lower())  # 'Suzhou prefecture-level city…'
+            if proper:  # a name: 'Suzhou prefecture-level city…' -> 'suzhou', nothing else
+                keys = [gloss.split(" ")[0].split(",")[0].lower()] if gloss[:1].isupper() else []
+            else:
+                keys = _gloss_keys(gloss)
             for key in keys:
                 table.setdefault(key, []).append(simplified)
     return {k: tuple(sorted(dict.fromkeys(v), key=len)) for k, v in table.items()}
