@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | eval | export-model | bench``.
+"""Command line: ``python -m qa build | ask | eval | export-model``.
 
 A thin shell over ``Pipeline``: it parses arguments, shows progress, prints results,
 and turns every ``QAError`` into one line on stderr with a non-zero exit.
@@ -88,7 +88,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a question set and print (or save) the metrics."""
-    from .evaluate import evaluate, format_table, load_questions, summarize
+    from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
     from .pipeline import Pipeline
 
     qs = load_questions(args.questions)
@@ -97,6 +97,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not qs.questions:
         raise QAError(f"no usable questions in {args.questions}")
     corpus = args.docs or args.corpus
+    if args.index is None:
+        # A docs file gets its own index beside the app's, so evaluating never replaces index/.
+        args.index = Path("index") / "eval" / safe_name(f"{Path(args.docs).parent.name}-{Path(args.docs).stem}") \
+            if args.docs else Path("index")
     p = Pipeline.open(corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
     modes = list(MODE_CHOICES) if args.mode == "all" else [args.mode]
     bar = None
@@ -129,13 +133,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run the speed and footprint benchmark."""
-    from .bench import run_bench
-
-    return run_bench(args)
-
-
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     ap = argparse.ArgumentParser(prog="python -m qa", description="Question answering over documents, with quoted sources.")
@@ -163,7 +160,9 @@ def make_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a question set")
     e.add_argument("questions", type=Path)
     common(e)
-    e.add_argument("--docs", default=None, help="a docs .jsonl to use as the corpus")
+    e.set_defaults(index=None)
+    e.add_argument("--docs", default=None,
+                   help="a docs .jsonl to use as the corpus (its index defaults to index/eval/NAME)")
     e.add_argument("--mode", choices=MODE_CHOICES + ("all",), default="hybrid")
     e.add_argument("--k", type=int, default=10)
     e.add_argument("--json", action="store_true")
@@ -175,11 +174,6 @@ def make_parser() -> argparse.ArgumentParser:
     x.add_argument("out_dir", type=Path)
     x.add_argument("--overwrite", action="store_true")
     x.set_defaults(func=cmd_export)
-
-    n = sub.add_parser("bench", help="speed and footprint benchmark")
-    n.add_argument("--out", type=Path, default=Path("bench-out"))
-    n.add_argument("--quick", action="store_true", help="small sizes only")
-    n.set_defaults(func=cmd_bench)
     return ap
 
 
