@@ -87,7 +87,7 @@ def classify_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
     counts = Counter(lines)
     labels: list[str] = []
     in_legal = False
-    for i, line in enumerate(lines):
+    for line in lines:
         bare = re.sub(r"\s+", "", line)
         if in_legal and (_CLAUSE_RE.match(line) or _LEGAL_BODY_RE.search(line)):
             labels.append("legal")
@@ -113,7 +113,7 @@ def classify_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
     # A heading with no content after it (before the next heading) is not a heading.
     for i, lab in enumerate(labels):
         if lab == "heading":
-            nxt = next((l for l in labels[i + 1 :] if l in ("content", "heading")), None)
+            nxt = next((x for x in labels[i + 1 :] if x in ("content", "heading")), None)
             if nxt != "content" and len(lines[i]) > 20:
                 labels[i] = "content"
     return labels

@@ -12,7 +12,6 @@ fonts-noto-cjk. Skipped when /usr/bin/chromium is missing.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -21,15 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from scripts.screenshot import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402  (one launch recipe for both)
+
 ANSWER_TIMEOUT_MS = 120_000  # the real encoder on a busy 2-core CI box can take seconds per question
 
 pytestmark = [
@@ -49,17 +41,11 @@ XSS_TEXT = """安全測試文件 <img src=x onerror=alert(1)>
 XSS_QUESTION = "河馬喜歡在泥巴裡打滾嗎？危險的圖片標籤和腳本"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(pipeline):
     from app import build_app
 
     demo = build_app(pipeline)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
