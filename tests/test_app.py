@@ -328,7 +328,7 @@ def test_host_and_port_default_from_env(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
     args = app.parse_args([])
-    assert (args.host, args.port, args.corpus, args.index) == ("0.0.0.0", 8123, "corpus", "index")
+    assert (args.host, args.port, args.corpus, args.index) == ("0.0.0.0", 8123, None, "index")
     monkeypatch.delenv("GRADIO_SERVER_NAME")
     monkeypatch.delenv("GRADIO_SERVER_PORT")
     args = app.parse_args(["--port", "9000"])
