@@ -284,6 +284,25 @@ def test_respond_escapes_the_question_and_keeps_history(pipeline):
     assert "<img" not in history[0]["content"] and "&#60;img src=x onerror=alert&#40;1&#41;&#62;" in history[0]["content"]
 
 
+@pytest.mark.parametrize(
+    "question",
+    ["\x01\x02 苏州?", "🙂🙂🙂", "مرحبا بالعالم", "<script>alert(1)</script>", "[x](javascript:alert(1)) ![i](x)",
+     "？？？！！", "相城区" * 40_000],
+    ids=["control", "emoji", "rtl", "script", "markdown", "punctuation", "120k-chars"],
+)
+def test_respond_hostile_questions_get_a_reply(pipeline, question):
+    """Issue 8: anything typed gets a sensible, inert reply in the app, never an error page."""
+    h = app.ChatHandlers(pipeline)
+    history, *_ = h.respond(question, [], "hybrid", 5, [])
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    reply = history[-1]["content"]
+    assert "qa-error" not in reply and "Traceback" not in reply
+    shown = history[0]["content"] + reply
+    assert "<script" not in shown and "<a " not in shown and "<img" not in shown  # payloads stay text
+    if len(question) > 1000:
+        assert "1000" in reply  # the truncation notice
+
+
 def test_qa_errors_become_chat_messages(pipeline):
     h = app.ChatHandlers(pipeline)
     history, *_ = h.respond("苏州", [], "nonsense-mode", 5, [])
