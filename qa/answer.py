@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -46,6 +46,35 @@ class AbstainConfig:
     """Abstain when ``confidence < threshold`` (see module docstring)."""
 
     threshold: float = 0.7
+
+
+class CorpusWords:
+    """Which words a corpus uses: its BM25 vocabulary and (up to 200k passages) its character bigrams."""
+
+    def __init__(self, passages: Sequence, vocab: dict[str, int]):
+        self.vocab = vocab
+        self.cjk = sum(map(has_cjk, vocab)) > len(vocab) / 2
+        self._passages = passages
+        self._bigrams: set[str] | None = None
+
+    def uses(self, word: str) -> bool:
+        """Every BM25 token of ``word`` is in the corpus vocabulary."""
+        toks = tokenize(word)
+        return bool(toks) and all(t in self.vocab for t in toks)
+
+    def present(self, word: str) -> bool:
+        """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""
+        if self._bigrams is None:  # built on first use, once
+            grams: set[str] = set()
+            if len(self._passages) <= 200_000:
+                for p in self._passages:
+                    t = fold(p.text)
+                    grams.update(t[i : i + 2] for i in range(len(t) - 1))
+                    grams.update(t)
+            self._bigrams = grams
+        if self._bigrams:
+            return all(word[i : i + 2] in self._bigrams for i in range(max(1, len(word) - 1)))
+        return self.uses(word)
 
 
 @lru_cache(maxsize=1)

@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .answer import AbstainConfig, best_sentence_overlap, confidence, missing_concepts, pick_quote
+from .answer import AbstainConfig, CorpusWords, best_sentence_overlap, confidence, missing_concepts, pick_quote
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
 from .split import SplitConfig, split_documents
-from .text import fold, has_cjk, tokenize
+from .text import has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
@@ -113,9 +113,7 @@ class Pipeline:
         self.config = config
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        vocab = lexical.bm25.vocab_dict
-        self._cjk_corpus = sum(map(has_cjk, vocab)) > len(vocab) / 2
-        self._bigrams: set[str] | None = None
+        self.words = CorpusWords(passages, lexical.bm25.vocab_dict)
 
     # ---- building and loading -------------------------------------------------
 
@@ -277,48 +275,32 @@ class Pipeline:
             except QuestionError:
                 pass
 
-    def present(self, word: str) -> bool:
-        """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""
-        if self._bigrams is None:
-            grams: set[str] = set()
-            if len(self.passages) <= 200_000:
-                for p in self.passages:
-                    t = fold(p.text)
-                    grams.update(t[i : i + 2] for i in range(len(t) - 1))
-                    grams.update(t)
-            self._bigrams = grams
-        if self._bigrams:
-            return all(word[i : i + 2] in self._bigrams for i in range(max(1, len(word) - 1)))
-        toks = tokenize(word)
-        return bool(toks) and all(t in self.lexical.bm25.vocab_dict for t in toks)
-
     def translation(self, question: str) -> tuple[list[str], list[str], int] | None:
         """CC-CEDICT translation of an English question over a Chinese corpus, else None."""
-        if has_cjk(question) or not self._cjk_corpus:
+        if has_cjk(question) or not self.words.cjk:
             return None
-        return translate(question, self.present)
+        return translate(question, self.words.present)
 
-    def lexical_query(self, question: str) -> str:
+    def lexical_query(self, question: str, tr: tuple | None = None) -> str:
         """The question for BM25: with CC-CEDICT translations when it is English over a Chinese corpus."""
-        tr = self.translation(question)
+        tr = self.translation(question) if tr is None else tr
         return question if tr is None else " ".join(tr[0]) + " " + question
 
-    def abstain_confidence(self, question: str) -> float:
+    def abstain_confidence(self, question: str, tr: tuple | None = None) -> float:
         """How sure we are the corpus talks about what the question asks (see qa.answer)."""
-        tr = self.translation(question)
+        tr = self.translation(question) if tr is None else tr
         if tr is None:
-            return confidence(*missing_concepts(question, self.present)[:2])
+            return confidence(*missing_concepts(question, self.words.present)[:2])
         _, missing, content = tr
-        vocab = self.lexical.bm25.vocab_dict  # an English word the corpus itself uses is not missing
-        missing = [w for w in missing if not ((toks := tokenize(w)) and all(t in vocab for t in toks))]
+        missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
         return confidence(len(missing) / content if content else 1.0, False)
 
-    def retrieve(self, question: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k passage rows and scores for one mode."""
+    def retrieve(self, lexical_q: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k passage rows and scores for one mode (``lexical_q`` from ``lexical_query``)."""
         n = self.config.candidates
         if mode == "dense":
             return self.dense.search(qvec, k)
-        lex = self.lexical.scores(self.lexical_query(question))
+        lex = self.lexical.scores(lexical_q)
         if mode == "bm25":
             return top_k(lex, k)
         d_ids, _ = self.dense.search(qvec, max(n, k))
@@ -326,7 +308,7 @@ class Pipeline:
         cand = np.union1d(d_ids, b_ids)
         ids, fused = fuse_scores(cand, self.dense.vectors(cand) @ qvec, lex[cand], self.config.dense_weight)
         if self.config.sentence_weight:
-            ids, fused = self.rerank_by_sentence(self.lexical_query(question), ids, fused)
+            ids, fused = self.rerank_by_sentence(lexical_q, ids, fused)
         return ids[:k], fused[:k]
 
     def rerank_by_sentence(self, question: str, ids: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -352,15 +334,16 @@ class Pipeline:
         t0 = time.perf_counter()
         qvec = self.query_vector(q)
         t1 = time.perf_counter()
-        ids, scores = self.retrieve(q, k, mode, qvec)
+        tr = self.translation(q)
+        lexical_q = self.lexical_query(q, tr)
+        ids, scores = self.retrieve(lexical_q, k, mode, qvec)
         t2 = time.perf_counter()
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
         quote, conf = None, 0.0
         if hits:
-            conf = self.abstain_confidence(q)
+            conf = self.abstain_confidence(q, tr)
             if conf >= self.config.abstain.threshold:
-                quote = pick_quote(self.lexical_query(q), hits[0].passage.text,
-                                   lambda s: self.encoder.encode(s, "passage"), qvec)
+                quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec)
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3}
         return Answer(q, hits, quote, mode, conf, notice, timings)
