@@ -23,7 +23,7 @@ import numpy as np
 from . import store
 from .answer import AbstainConfig, CorpusWords, best_sentence_overlap, confidence, missing_concepts, pick_quote
 from .encode import Encoder, encoder_name, load_encoder
-from .errors import IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
+from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
@@ -134,8 +134,6 @@ class Pipeline:
         ingest: IngestReport = load_corpus(corpus)
         report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
         if not ingest.documents:
-            from .errors import CorpusError
-
             why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or "no .txt or .md files"
             raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
         passages = split_documents(ingest.documents, split)
@@ -180,13 +178,14 @@ class Pipeline:
                 "skipped": [list(s) for s in ingest.skipped],
                 "warnings": [list(w) for w in ingest.warnings],
             }
-            store.commit(index_dir, build_dir, manifest)
+            manifest = store.commit(index_dir, build_dir, manifest)
             if progress:
                 progress("index", 1, 1)
         report.documents, report.passages = len(ingest.documents), len(passages)
         report.embedded, report.reused = len(missing), len(passages) - len(missing)
         report.seconds = time.perf_counter() - t0
-        return cls.load(index_dir, enc), report
+        # What was just written, without reading and hashing it back from disk.
+        return cls(index_dir, manifest, ingest.documents, passages, dense, lexical, enc), report
 
     @classmethod
     def load(cls, index_dir: str | Path = "index", encoder: str | Encoder | None = None) -> Pipeline:
@@ -363,10 +362,7 @@ def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
         if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
             return {}
         build_dir = store.verify_files(index_dir, manifest, deep=False)
-        import json
-
-        with (build_dir / "passages.jsonl").open(encoding="utf-8") as fh:
-            vhashes = [json.loads(line)["vhash"] for line in fh]
+        vhashes = store.read_vhashes(build_dir / "passages.jsonl")
         vectors = DenseIndex.load(build_dir / "dense.faiss").vectors()
     except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
         return {}

@@ -80,8 +80,11 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def commit(index_dir: Path, build_dir: Path, manifest: dict) -> None:
-    """Record file checksums, atomically switch ``manifest.json`` to ``build_dir``, drop old builds."""
+def commit(index_dir: Path, build_dir: Path, manifest: dict) -> dict:
+    """Record file checksums, atomically switch ``manifest.json`` to ``build_dir``, drop old builds.
+
+    Returns the manifest as written.
+    """
     _fsync_tree(build_dir)
     manifest = dict(manifest, build=build_dir.name, files={
         p.relative_to(build_dir).as_posix(): {"sha256": file_digest(p), "bytes": p.stat().st_size}
@@ -93,6 +96,7 @@ def commit(index_dir: Path, build_dir: Path, manifest: dict) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, index_dir / "manifest.json")
     remove_stale(index_dir, keep=build_dir.name)
+    return manifest
 
 
 def remove_stale(index_dir: Path, keep: str | None) -> None:
@@ -195,6 +199,12 @@ def write_passages(path: Path, passages: list[Passage], vhashes: list[str]) -> N
             rec = {"id": p.id, "doc_id": p.doc_id, "start": p.start, "end": p.end,
                    "paragraph": p.paragraph, "heading": p.heading, "vhash": vh}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def read_vhashes(path: Path) -> list[str]:
+    """The embedding hash of every passage in a ``passages.jsonl``, in order."""
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line)["vhash"] for line in fh]
 
 
 def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage], list[str]]:
