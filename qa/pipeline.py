@@ -32,6 +32,7 @@ from .text import has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
+_UNSET = object()  # "translation not computed yet" (None means "not an English-over-Chinese question")
 Progress = Callable[[str, int, int], None]
 
 
@@ -280,14 +281,14 @@ class Pipeline:
             return None
         return translate(question, self.words.present)
 
-    def lexical_query(self, question: str, tr: tuple | None = None) -> str:
+    def lexical_query(self, question: str, tr: tuple | None | object = _UNSET) -> str:
         """The question for BM25: with CC-CEDICT translations when it is English over a Chinese corpus."""
-        tr = self.translation(question) if tr is None else tr
+        tr = self.translation(question) if tr is _UNSET else tr
         return question if tr is None else " ".join(tr[0]) + " " + question
 
-    def abstain_confidence(self, question: str, tr: tuple | None = None) -> float:
+    def abstain_confidence(self, question: str, tr: tuple | None | object = _UNSET) -> float:
         """How sure we are the corpus talks about what the question asks (see qa.answer)."""
-        tr = self.translation(question) if tr is None else tr
+        tr = self.translation(question) if tr is _UNSET else tr
         if tr is None:
             return confidence(*missing_concepts(question, self.words.present)[:2])
         _, missing, content = tr
