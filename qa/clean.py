@@ -129,22 +129,28 @@ def _script_is_traditional(text: str) -> bool:
     return changed / len(sample) > 0.05
 
 
-def _char_class(ch: str, prev: str, nxt: str, traditional: bool) -> int:
-    """2 = strongly odd (rare or symbol), 1 = weakly odd, 0 = ordinary."""
+@lru_cache(maxsize=65536)
+def _cjk_class(ch: str, traditional: bool) -> int:
+    """The odd-class of one CJK ideograph (cached: each distinct character is looked up once)."""
     from .ingest import char_frequencies
 
+    t2s, s2t = _opencc_pair()
+    folded = t2s.convert(ch)
+    f = char_frequencies().get(folded, 0)
+    if f < 20:
+        return 2
+    if f < 200 or (traditional and folded == ch and s2t.convert(ch) != ch):
+        return 1
+    return 0
+
+
+def _char_class(ch: str, prev: str, nxt: str, traditional: bool) -> int:
+    """2 = strongly odd (rare or symbol), 1 = weakly odd, 0 = ordinary."""
     cp = ord(ch)
     if ch == "\ufffd" or 0xE000 <= cp <= 0xF8FF or 0x2460 <= cp <= 0x24FF:
         return 2
     if 0x3400 <= cp <= 0x9FFF:
-        t2s, s2t = _opencc_pair()
-        folded = t2s.convert(ch)
-        f = char_frequencies().get(folded, 0)
-        if f < 20:
-            return 2
-        if f < 200 or (traditional and folded == ch and s2t.convert(ch) != ch):
-            return 1
-        return 0
+        return _cjk_class(ch, traditional)
     if ch.isascii() and not ch.isspace() and not ch.isdigit():
         def cjk(c: str) -> bool:
             return not c.isascii() and not c.isspace()

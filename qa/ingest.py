@@ -143,16 +143,18 @@ def read_corpus(
             if reason and not reason.startswith("not a text file"):
                 report.skipped.append((rel, reason))
             continue
-        report.hashes[rel] = file_hash(path)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
+                report.hashes[rel] = file_hash(path)
                 raise CorpusError(f"larger than {MAX_FILE_BYTES >> 20} MB; split it into smaller files")
             data = path.read_bytes()
+            report.hashes[rel] = source_hash(path, data)
             text, encoding = decode_bytes(data)
         except CorpusError as exc:
             report.skipped.append((rel, str(exc)))
             continue
         except OSError as exc:
+            report.hashes[rel] = _unreadable(exc)
             report.skipped.append((rel, f"cannot read ({exc.strerror or exc})"))
             continue
         meta = read_sidecar(path)
@@ -235,16 +237,26 @@ def read_docs_jsonl(path: str | Path) -> IngestReport:
     return report
 
 
+def source_hash(path: Path, data: bytes) -> str:
+    """Hex sha256 of a file's bytes ``data``, combined with its .meta.json sidecar when present."""
+    digest = sha256_bytes(data)
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    if side.is_file():
+        digest = sha256_bytes((digest + side.read_text(encoding="utf-8", errors="replace")).encode())
+    return digest
+
+
+def _unreadable(exc: OSError) -> str:
+    """The hash marker of a file that cannot be read."""
+    return f"unreadable: {exc.strerror}"
+
+
 def file_hash(path: Path) -> str:
-    """Hex sha256 of a file's bytes (and of its .meta.json sidecar), or a marker when unreadable."""
+    """``source_hash`` of a file read from disk, or a marker when unreadable."""
     try:
-        digest = sha256_bytes(path.read_bytes())
-        side = path.with_name(path.name + SIDECAR_SUFFIX)
-        if side.is_file():
-            digest = sha256_bytes((digest + side.read_text(encoding="utf-8", errors="replace")).encode())
-        return digest
+        return source_hash(path, path.read_bytes())
     except OSError as exc:
-        return f"unreadable: {exc.strerror}"
+        return _unreadable(exc)
 
 
 def current_hashes(corpus: str | Path) -> dict[str, str]:
