@@ -60,7 +60,9 @@ class DenseIndex:
         """Stored vectors for some rows (all when ids is None): (len(ids), dim) float32."""
         if ids is None:
             return self.index.reconstruct_n(0, self.size)
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.index.d), np.float32)
+        if not len(ids):
+            return np.zeros((0, self.index.d), np.float32)
+        return self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
 
     def save(self, path: Path) -> None:
         """Write the FAISS index file."""
