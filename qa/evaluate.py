@@ -118,13 +118,14 @@ def is_hit(q: EvalQuestion, p: Passage, docs: dict[str, Document]) -> bool:
 
 def score_answer(q: EvalQuestion, a: Answer, docs: dict[str, Document], latency_ms: float) -> Outcome:
     """Turn one Answer into an Outcome."""
-    first = next((h.rank for h in a.hits if is_hit(q, h.passage, docs)), None)
+    flags = [is_hit(q, h.passage, docs) for h in a.hits]
+    first = next((h.rank for h, ok in zip(a.hits, flags) if ok), None)
     quote_ok = None
     if q.answers and not a.abstained and first == 1:
         quote_ok = any(fold(x) in fold(a.quote.text) for x in q.answers)
     found = 0.0
     if q.answers:
-        texts = [fold(h.passage.text) for h in a.hits if is_hit(q, h.passage, docs) or q.doc_id is None]
+        texts = [fold(h.passage.text) for h, ok in zip(a.hits, flags) if ok or q.doc_id is None]
         found = sum(any(fold(x) in t for t in texts) for x in q.answers) / len(q.answers)
     top = a.hits[0].score if a.hits else 0.0
     return Outcome(q, a.mode, first, a.abstained, quote_ok, latency_ms, found, a.confidence, top)
