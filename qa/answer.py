@@ -136,21 +136,25 @@ def _cue_bonus(question: str, sentence: str) -> float:
     return bonus
 
 
-def _question_grams(question: str) -> set[str]:
+def question_grams(question: str) -> frozenset[str]:
     """Bigrams of the question's content words (all its bigrams when it has none)."""
-    return set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question))
+    return frozenset(set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question)))
 
 
-def sentence_overlaps(question: str, sentences: list[str]) -> list[float]:
-    """Share of the question's content-word bigrams found in each sentence."""
-    q_grams = _question_grams(question)
+@lru_cache(maxsize=8192)
+def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
+    """Bigrams of each sentence of a passage; cached, since the same passages come back question after question."""
+    return tuple(frozenset(char_bigrams(fold(passage_text[s:e]))) for s, e in sentence_spans(passage_text))
+
+
+def sentence_overlaps(q_grams: frozenset[str], sentences: list[str]) -> list[float]:
+    """Share of the question's bigrams (``question_grams``) found in each sentence."""
     return [len(q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
 
 
-def best_sentence_overlap(question: str, passage_text: str) -> float:
-    """The highest ``sentence_overlaps`` over the passage's sentences (0 for an empty passage)."""
-    sentences = [passage_text[s:e] for s, e in sentence_spans(passage_text)]
-    return max(sentence_overlaps(question, sentences), default=0.0)
+def best_sentence_overlap(q_grams: frozenset[str], passage_text: str) -> float:
+    """The highest share of ``q_grams`` that one sentence of the passage holds (0 for an empty passage)."""
+    return max((len(q_grams & g) for g in sentence_grams(passage_text)), default=0) / max(1, len(q_grams))
 
 
 def pick_quote(
@@ -172,7 +176,7 @@ def pick_quote(
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
     sentences = [passage_text[s:e] for s, e in spans]
-    overlaps = sentence_overlaps(question, sentences)
+    overlaps = sentence_overlaps(question_grams(question), sentences)
     if max(overlaps) == 0 and embed is not None and query_vector is not None:
         scores = list(embed(sentences) @ query_vector)
     else:

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .answer import AbstainConfig, CorpusWords, best_sentence_overlap, confidence, missing_concepts, pick_quote
+from .answer import (
+    AbstainConfig,
+    CorpusWords,
+    best_sentence_overlap,
+    confidence,
+    missing_concepts,
+    pick_quote,
+    question_grams,
+)
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
@@ -319,8 +327,9 @@ class Pipeline:
         """
         top = min(len(ids), self.config.rerank_depth)
         fused = fused.copy()
+        q_grams = question_grams(question)
         fused[:top] += self.config.sentence_weight * np.array(
-            [best_sentence_overlap(question, self.passages[int(i)].text) for i in ids[:top]], dtype=np.float32)
+            [best_sentence_overlap(q_grams, self.passages[int(i)].text) for i in ids[:top]], dtype=np.float32)
         order = np.lexsort((ids, -fused))
         return ids[order], fused[order]
 
