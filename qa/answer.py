@@ -41,6 +41,12 @@ _NAME_POS = ("ns", "nr", "nt", "nrt")
 _FRAME = frozenset("文章 本文 文中 提到 提及 根据 据 说 认为 指 叫 叫做 称为 称 有 是 做 要 用 进行 属于 包括 主要 具体 分别".split())
 
 
+# Weight of question bigrams that are in the document title when picking the quote
+# (quote accuracy on 300-question samples, weight 1 -> 0.2: CMRC 0.789 -> 0.882,
+# DRCD 0.814 -> 0.832, articles set 0.925 -> 0.950; 0 scored the same as 0.2).
+TOPIC_WEIGHT = 0.2
+
+
 @dataclass(frozen=True)
 class AbstainConfig:
     """Abstain when ``confidence < threshold`` (see module docstring)."""
@@ -147,9 +153,15 @@ def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(char_bigrams(fold(passage_text[s:e]))) for s, e in sentence_spans(passage_text))
 
 
-def sentence_overlaps(q_grams: frozenset[str], sentences: list[str]) -> list[float]:
-    """Share of the question's bigrams (``question_grams``) found in each sentence."""
-    return [len(q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
+def sentence_overlaps(q_grams: frozenset[str], sentences: list[str], topic: set[str] = frozenset()) -> list[float]:
+    """Share of the question's bigrams (``question_grams``) found in each sentence.
+
+    Bigrams that are also in ``topic`` (the document title) count ``TOPIC_WEIGHT``:
+    a question names its document's subject, but the answering sentence often leaves
+    the subject out ("截尾鹦嘴鱼分布在什么地方?" -> "分布于西太平洋区。").
+    """
+    weights = {g: TOPIC_WEIGHT if g in topic else 1.0 for g in q_grams}
+    return [sum(weights[g] for g in q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
 
 
 def best_sentence_overlap(q_grams: frozenset[str], passage_text: str) -> float:
@@ -162,11 +174,13 @@ def pick_quote(
     passage_text: str,
     embed: Callable[[list[str]], np.ndarray] | None = None,
     query_vector: np.ndarray | None = None,
+    title: str = "",
 ) -> Quote:
     """The sentence of ``passage_text`` that best answers ``question``.
 
     Sentences are scored by the share of the bigrams of the question's content words they contain
-    plus an answer-type cue (dates for 'when', digits for 'how many'). When no
+    (bigrams of the passage's ``title`` count less, see ``sentence_overlaps``) plus an
+    answer-type cue (dates for 'when', digits for 'how many'). When no
     sentence shares a bigram with the question (e.g. an English question over
     Chinese text) and an ``embed`` function is given, the sentence with the highest
     cosine to ``query_vector`` is chosen instead.
@@ -176,7 +190,7 @@ def pick_quote(
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
     sentences = [passage_text[s:e] for s, e in spans]
-    overlaps = sentence_overlaps(question_grams(question), sentences)
+    overlaps = sentence_overlaps(question_grams(question), sentences, topic=char_bigrams(fold(title)))
     if max(overlaps) == 0 and embed is not None and query_vector is not None:
         scores = list(embed(sentences) @ query_vector)
     else:

@@ -352,7 +352,8 @@ class Pipeline:
         if hits:
             conf = self.abstain_confidence(q, tr)
             if conf >= self.config.abstain.threshold:
-                quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec)
+                quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec,
+                                   hits[0].passage.title)
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3}
         return Answer(q, hits, quote, mode, conf, notice, timings)

@@ -9,6 +9,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
+from qa.answer import pick_quote
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
 
@@ -48,6 +49,18 @@ def test_quote_is_the_dated_sentence_of_the_top_passage(tiny_built):
     js = a.to_json()
     assert js["answer"]["quote"] == a.quote.text
     assert TINY_DOCS[SUZHOU][js["answer"]["start"] : js["answer"]["end"]] == a.quote.text
+
+
+def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_title():
+    # From CMRC 2018 dev: the lead sentence names the subject (the document title) and
+    # shares the most bigrams with the question; the answer leaves the subject out.
+    text = ("截尾鹦嘴鱼，又名杂纹鹦哥鱼，为辐鳍鱼纲鲈形目鹦哥鱼科的一个种。"
+            "本鱼分布于西太平洋区，包括日本、台湾及澳洲等海域。")
+    q = "截尾鹦嘴鱼一般分布在什么地方？"
+    assert pick_quote(q, text).text.startswith("截尾鹦嘴鱼")  # without a title: the lead sentence wins
+    assert pick_quote(q, text, title="截尾鹦嘴鱼").text.startswith("本鱼分布于西太平洋区")
+    # Title bigrams still count a little: with no other overlap, the sentence naming the subject wins.
+    assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
 
 
 def test_traditional_question_finds_the_simplified_document_and_vice_versa(tiny_built):
