@@ -35,6 +35,8 @@ _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日�
 _HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
 _DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d|近日|日前|近期|今年|去年|明年|当时|目前")
 _NUMBER = re.compile(r"\d")
+_WORD_CHARS = re.compile(r"\w")
+MIN_QUOTE_CHARS = 8  # letters and digits; a shorter "sentence" is a fragment
 _CONTENT_POS = ("n", "v", "a", "i", "l", "j", "eng")
 _NAME_POS = ("ns", "nr", "nt", "nrt")
 # Words that frame a question about a text rather than name a concept in it.
@@ -197,4 +199,12 @@ def pick_quote(
         scores = [o + _cue_bonus(question, t) for o, t in zip(overlaps, sentences)]
     best = int(np.argmax(scores))
     s, e = spans[best]
+    # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.
+    if best + 1 < len(spans) and _fragment(passage_text[s:e]):
+        e = spans[best + 1][1]
     return Quote(passage_text[s:e], s, e)
+
+
+def _fragment(sentence: str) -> bool:
+    """A sentence too short to carry an answer, or one that introduces what follows."""
+    return len(_WORD_CHARS.findall(sentence)) < MIN_QUOTE_CHARS or sentence.rstrip().endswith(("：", ":"))

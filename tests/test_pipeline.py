@@ -63,6 +63,13 @@ def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_tit
     assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
 
 
+def test_a_fragment_sentence_is_quoted_with_the_sentence_that_follows():
+    text = "硕塞（；）清太宗皇太极第五子，顺治元年封承泽郡王。后晋封亲王。"
+    q = pick_quote("硕塞是谁的儿子？", text, title="硕塞")
+    assert q.text == "硕塞（；）清太宗皇太极第五子，顺治元年封承泽郡王。"
+    assert text[q.start : q.end] == q.text
+
+
 def test_traditional_question_finds_the_simplified_document_and_vice_versa(tiny_built):
     _, _, p = tiny_built
     assert p.ask("蘇州什麼時候獲批創建區塊鏈發展先導區？").hits[0].passage.doc_id == SUZHOU
