@@ -1,20 +1,28 @@
 """Answer: pick the answering sentence in the best passage, or abstain.
 
-Abstention asks whether the question's concepts occur in the corpus at all. The
-question is cut into words with part-of-speech tags (jieba); content words
-(nouns, verbs, adjectives, names) that the corpus never contains are *missing*.
-Each word is weighted by its general-language IDF (jieba's table), so rare,
-specific words count more than common ones:
+Abstention asks two things of the question's content words (nouns, verbs,
+adjectives, names; cut with part-of-speech tags by jieba), each word weighted by
+its general-language IDF (jieba's table) so rare, specific words count more:
+
+1. Does the corpus use them at all? Words it never contains are *missing*.
+2. Does one passage hold them together? ``coverage`` is the weighted share that
+   the best of the top ``COVERAGE_DEPTH`` BM25 passages contains. A question about
+   another corpus often names things this one mentions, but never in one place.
 
     missing_share = sum idf(w missing) / sum idf(w content)
     confidence = 0                    if a place, person or organisation name is missing
-               = 1 - missing_share    otherwise
+               = min(1 - missing_share, COVERAGE_SCALE * coverage)    otherwise
 
 English questions over a Chinese corpus are judged by their words' CC-CEDICT
 translations instead (a word is missing when the dictionary knows it but the
-corpus uses none of its translations). The pipeline abstains when confidence is
-below ``threshold``. Dense cosines are not used: on these corpora the top cosine
-of unanswerable questions overlaps that of answerable ones.
+corpus uses none of its translations); coverage is not used for them. The pipeline
+abstains when confidence is below ``threshold`` (0.6): a missing share over 0.4,
+or a coverage under 0.4. Dense cosines are not used: on these corpora the top
+cosine of unanswerable questions overlaps that of answerable ones.
+
+Measured on 1,000-question samples (DRCD and CMRC dev; evals/cross), adding
+coverage raised abstention on the cross-dataset sets from 48% / 67% to 73% / 78%,
+while answerable questions wrongly abstained went from 2.0% / 2.0% to 2.8% / 2.1%.
 """
 
 from __future__ import annotations
@@ -49,11 +57,15 @@ _FRAME = frozenset("文章 本文 文中 提到 提及 根据 据 说 认为 指
 TOPIC_WEIGHT = 0.2
 
 
+COVERAGE_DEPTH = 10  # BM25 passages searched for one that holds the question's words together
+COVERAGE_SCALE = 1.5  # coverage 0.4 scores 0.6, the threshold
+
+
 @dataclass(frozen=True)
 class AbstainConfig:
     """Abstain when ``confidence < threshold`` (see module docstring)."""
 
-    threshold: float = 0.7
+    threshold: float = 0.6
 
 
 class CorpusWords:
@@ -109,17 +121,28 @@ def _posseg():
     return jieba.posseg.dt
 
 
-def missing_concepts(question: str, present: Callable[[str], bool]) -> tuple[float, bool, list[str]]:
-    """(IDF-weighted share of content words absent from the corpus, a name is absent, absent words)."""
+def content_words(question: str) -> list[tuple[str, str]]:
+    """(word, part-of-speech flag) of the question's Chinese content words, folded."""
+    return [
+        (p.word, p.flag) for p in _posseg().cut(fold(question))
+        if has_cjk(p.word) and p.word not in STOPWORDS and p.word not in _FRAME and p.flag.startswith(_CONTENT_POS)
+    ]
+
+
+def _weight(word: str) -> float:
     idf, median = general_idf()
+    return idf.get(word, median)
+
+
+def missing_concepts(
+    question: str, present: Callable[[str], bool], words: list[tuple[str, str]] | None = None,
+) -> tuple[float, bool, list[str]]:
+    """(IDF-weighted share of content words absent from the corpus, a name is absent, absent words)."""
     total = missing = 0.0
     name_missing = False
     absent: list[str] = []
-    for pair in _posseg().cut(fold(question)):
-        word, flag = pair.word, pair.flag
-        if not has_cjk(word) or word in STOPWORDS or word in _FRAME or not flag.startswith(_CONTENT_POS):
-            continue
-        weight = idf.get(word, median)
+    for word, flag in content_words(question) if words is None else words:
+        weight = _weight(word)
         total += weight
         if not present(word):
             missing += weight
@@ -128,9 +151,20 @@ def missing_concepts(question: str, present: Callable[[str], bool]) -> tuple[flo
     return (missing / total if total else 0.0), name_missing, absent
 
 
-def confidence(missing_share: float, name_missing: bool) -> float:
+def coverage(words: list[tuple[str, str]], passages: Sequence[str]) -> float:
+    """IDF-weighted share of ``words`` that the best single passage holds (1.0 when there are no words)."""
+    if not words:
+        return 1.0
+    total = sum(_weight(w) for w, _ in words)
+    folded = [fold(t) for t in passages]
+    return max((sum(_weight(w) for w, _ in words if w in t) / total for t in folded), default=0.0)
+
+
+def confidence(missing_share: float, name_missing: bool, covered: float = 1.0) -> float:
     """Confidence in [0, 1] that the corpus can answer (see module docstring)."""
-    return 0.0 if name_missing else float(max(0.0, 1.0 - missing_share))
+    if name_missing:
+        return 0.0
+    return float(max(0.0, min(1.0 - missing_share, COVERAGE_SCALE * covered, 1.0)))
 
 
 def _cue_bonus(question: str, sentence: str) -> float:

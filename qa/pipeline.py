@@ -22,10 +22,13 @@ import numpy as np
 
 from . import store
 from .answer import (
+    COVERAGE_DEPTH,
     AbstainConfig,
     CorpusWords,
     best_sentence_overlap,
     confidence,
+    content_words,
+    coverage,
     missing_concepts,
     pick_quote,
     question_grams,
@@ -294,21 +297,33 @@ class Pipeline:
         tr = self.translation(question) if tr is _UNSET else tr
         return question if tr is None else " ".join(tr[0]) + " " + question
 
-    def abstain_confidence(self, question: str, tr: tuple | None | object = _UNSET) -> float:
-        """How sure we are the corpus talks about what the question asks (see qa.answer)."""
+    def abstain_confidence(self, question: str, tr: tuple | None | object = _UNSET,
+                           lex: np.ndarray | None = None) -> float:
+        """How sure we are the corpus talks about what the question asks (see qa.answer).
+
+        ``lex``: the BM25 scores of ``lexical_query(question)`` when already computed.
+        """
         tr = self.translation(question) if tr is _UNSET else tr
         if tr is None:
-            return confidence(*missing_concepts(question, self.words.present)[:2])
+            words = content_words(question)
+            share, name_missing, _ = missing_concepts(question, self.words.present, words)
+            if name_missing or not words:
+                return confidence(share, name_missing)
+            lex = self.lexical.scores(question) if lex is None else lex
+            ids, _ = top_k(lex, COVERAGE_DEPTH)
+            return confidence(share, False, coverage(words, [self.passages[int(i)].text for i in ids]))
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
         return confidence(len(missing) / content if content else 1.0, False)
 
-    def retrieve(self, lexical_q: str, k: int, mode: str, qvec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k passage rows and scores for one mode (``lexical_q`` from ``lexical_query``)."""
+    def retrieve(self, lexical_q: str, k: int, mode: str, qvec: np.ndarray,
+                 lex: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k passage rows and scores for one mode (``lexical_q`` from ``lexical_query``;
+        ``lex``: its BM25 scores, when already computed)."""
         n = self.config.candidates
         if mode == "dense":
             return self.dense.search(qvec, k)
-        lex = self.lexical.scores(lexical_q)
+        lex = self.lexical.scores(lexical_q) if lex is None else lex
         if mode == "bm25":
             return top_k(lex, k)
         d_ids, _ = self.dense.search(qvec, max(n, k))
@@ -345,12 +360,13 @@ class Pipeline:
         t1 = time.perf_counter()
         tr = self.translation(q)
         lexical_q = self.lexical_query(q, tr)
-        ids, scores = self.retrieve(lexical_q, k, mode, qvec)
+        lex = self.lexical.scores(lexical_q)
+        ids, scores = self.retrieve(lexical_q, k, mode, qvec, lex)
         t2 = time.perf_counter()
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
         quote, conf = None, 0.0
         if hits:
-            conf = self.abstain_confidence(q, tr)
+            conf = self.abstain_confidence(q, tr, lex if tr is None else None)
             if conf >= self.config.abstain.threshold:
                 quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec,
                                    hits[0].passage.title)

@@ -9,7 +9,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
-from qa.answer import pick_quote
+from qa.answer import _weight, confidence, coverage, missing_concepts, pick_quote
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
 
@@ -83,6 +83,32 @@ def test_off_topic_question_abstains_with_the_hash_encoder(tiny_built):
     assert a.abstained and a.quote is None
     assert a.confidence < p.config.abstain.threshold
     assert a.to_json()["answer"] is None
+
+
+def test_words_the_corpus_has_but_never_in_one_passage_abstain(tiny_built):
+    # 明前茶 (tea article), 相城区 (Suzhou article) and 捷运 (Taipei article) are all in the corpus,
+    # so the corpus-level check alone would answer (missing: only 站 and 卖, about a quarter of the weight).
+    _, _, p = tiny_built
+    q = "明前茶在哪个相城区的捷运站卖？"
+    share, name_missing, absent = missing_concepts(q, p.words.present)
+    assert absent == ["站", "卖"] and not name_missing and 1 - share >= p.config.abstain.threshold
+    a = p.ask(q)
+    assert a.abstained and a.confidence < p.config.abstain.threshold
+    # One passage holding the question's words together answers.
+    assert not p.ask("相城区有多少个应用场景备案成功？").abstained
+
+
+def test_coverage_is_the_weighted_share_the_best_single_passage_holds():
+    words = [("苏州", "ns"), ("地铁", "n")]
+    w1, w2 = _weight("苏州"), _weight("地铁")
+    assert coverage(words, ["蘇州很美。", "地铁很快。"]) == pytest.approx(max(w1, w2) / (w1 + w2))
+    assert coverage(words, ["苏州地铁很快。"]) == 1.0
+    assert coverage(words, []) == 0.0
+    assert coverage([], ["任何文字"]) == 1.0
+    # confidence: a missing name is 0; otherwise the lower of (1 - missing share) and 1.5 x coverage.
+    assert confidence(0.1, True, 1.0) == 0.0
+    assert confidence(0.1, False, 1.0) == pytest.approx(0.9)
+    assert confidence(0.1, False, 0.3) == pytest.approx(0.45)
 
 
 @pytest.mark.parametrize("mode", ["fast", "", "HYBRID", None])
