@@ -1,4 +1,4 @@
-"""Search: dense (FAISS), lexical (BM25 over folded jieba words) and their fusion.
+"""Search: dense (FAISS flat or IVF), lexical (BM25 over folded jieba words) and their fusion.
 
 Each retriever returns ``(ids, scores)``: int64 passage rows and float32 scores,
 best first. Fusion is score-level with per-query min-max normalisation:
@@ -11,35 +11,75 @@ of passage p (computed exactly for every candidate, not only those each list fou
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 
 from .text import tokenize
 
-EXACT_LIMIT = 200_000  # above this many passages the dense index is HNSW
+# Measured by ``python -m qa bench`` on 2 cores (see docs/bench/bench.md): one exact search over
+# N 384-d vectors costs about 0.2 us per vector on one thread (2 ms at 10k, 20 ms at 100k), so
+# exact search stops here and an IVF index takes over. HNSW searched as fast but took about
+# 70 s to build at 100k (15+ min extrapolated to 1M) where IVF takes seconds.
+EXACT_LIMIT = 25_000
+# nprobe is the smallest step whose recall@10 on probe queries reaches this. A probe query is
+# two random stored vectors added, plus noise, normalised: like a real question it sits between
+# passages rather than on one. On DRCD/CMRC vectors replicated to 1M (qa bench) its recall
+# tracked that of real questions within 0.02 at every nprobe (real 0.87/0.97/0.998 against
+# probes 0.88/0.96/0.997 at nprobe 32/64/128), where probes made from one stored vector plus
+# noise claimed 0.997 already at nprobe 16 (real questions: 0.75).
+IVF_TARGET_RECALL = 0.97
+NPROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+# One query at a time searches fastest on one OpenMP thread: faiss fans even a single query
+# out to every thread, and on a busy 2-core machine the spin-waiting made a 10k exact search
+# take 24 ms on two threads against 1.2 ms on one. Builds use every core.
+SEARCH_THREADS = 1
+
+
+def build_threads() -> int:
+    """OpenMP threads for building and calibrating an index: every core (or $QA_BUILD_THREADS)."""
+    try:
+        return max(1, int(os.environ.get("QA_BUILD_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
 
 
 class DenseIndex:
-    """Inner-product search over L2-normalised vectors (exact, or HNSW when large)."""
+    """Inner-product search over L2-normalised vectors: exact (flat), or IVF when large."""
 
     def __init__(self, index):
         self.index = index
 
     @classmethod
-    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT) -> DenseIndex:
-        """Index (n, dim) float32 L2-normalised vectors."""
+    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT, seed: int = 0) -> DenseIndex:
+        """Index (n, dim) float32 L2-normalised vectors: flat up to ``exact_limit``, else IVF-Flat.
+
+        The IVF index has about 2 sqrt(n) lists (at least 39 training points each), k-means
+        trained on a sample of up to 78 points a list, and the smallest nprobe whose recall@10
+        against exact search on probe queries reaches ``IVF_TARGET_RECALL``. Stored vectors
+        stay exact (no compression), so returned scores are exact cosines.
+        """
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        dim = vectors.shape[1]
-        if len(vectors) <= exact_limit:
+        n, dim = vectors.shape
+        faiss.omp_set_num_threads(build_threads())
+        if n <= exact_limit:
             index = faiss.IndexFlatIP(dim)
-        else:
-            index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            index.hnsw.efSearch = 128
+            index.add(vectors)
+            return cls(index)
+        nlist = max(1, min(int(2 * math.sqrt(n)), n // 39))
+        rng = np.random.default_rng(seed)
+        train = vectors if n <= 39 * nlist * 2 else vectors[np.sort(rng.choice(n, 39 * nlist * 2, replace=False))]
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.cp.niter = 12
+        index.train(train)
         index.add(vectors)
+        index.make_direct_map()  # reconstruct_batch for fusion
+        index.nprobe = _calibrate_nprobe(index, vectors, rng)
         return cls(index)
 
     @property
@@ -52,6 +92,9 @@ class DenseIndex:
         k = min(k, self.size)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        import faiss
+
+        faiss.omp_set_num_threads(SEARCH_THREADS)
         scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
@@ -78,6 +121,30 @@ class DenseIndex:
         return cls(faiss.read_index(str(path)))
 
 
+def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, n_probe_queries: int = 200,
+                      k: int = 10) -> int:
+    """Smallest step of NPROBE_STEPS whose mean recall@k against exact search on probe queries
+    reaches IVF_TARGET_RECALL (see there for the probes)."""
+    import faiss
+
+    n, dim = vectors.shape
+    m = min(n, n_probe_queries)
+    a, b = rng.choice(n, m, replace=False), rng.choice(n, m, replace=False)
+    queries = vectors[a] + vectors[b] + rng.standard_normal((m, dim)).astype(np.float32) * (0.87 / math.sqrt(dim))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    k = min(k, n)
+    _, truth = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    for nprobe in NPROBE_STEPS:
+        if nprobe >= index.nlist:
+            break
+        index.nprobe = nprobe
+        _, got = index.search(queries, k)
+        recall = np.mean([len(set(x) & set(y)) / k for x, y in zip(got.tolist(), truth.tolist())])
+        if recall >= IVF_TARGET_RECALL:
+            return nprobe
+    return index.nlist
+
+
 class LexicalIndex:
     """BM25 (bm25s, Lucene variant) over folded jieba words."""
 
@@ -86,10 +153,17 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, texts: list[str], k1: float = 1.2, b: float = 0.75) -> LexicalIndex:
-        """Tokenise and index passage texts."""
-        bm25s = _bm25s()
-        bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
-        bm25.index([tokenize(t) or [""] for t in texts], show_progress=False)
+        """Tokenise and index passage texts; identical texts are tokenised once and share their ids."""
+        vocab: dict[str, int] = {}
+        ids_of: dict[str, list[int]] = {}
+        corpus_ids = []
+        for text in texts:
+            ids = ids_of.get(text)
+            if ids is None:
+                ids = ids_of[text] = [vocab.setdefault(w, len(vocab)) for w in tokenize(text) or [""]]
+            corpus_ids.append(ids)
+        bm25 = _bm25s().BM25(k1=k1, b=b, method="lucene")
+        bm25.index((corpus_ids, vocab), show_progress=False)
         return cls(bm25)
 
     def scores(self, question: str) -> np.ndarray:
