@@ -18,10 +18,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-import gradio as gr
-
-from qa import Pipeline, QAError
+from qa import Pipeline, QAError  # first: qa sets OpenMP's wait policy before any library loads OpenMP
 from qa import render as R
+
+import gradio as gr  # noqa: I001
 
 log = logging.getLogger("qa.app")
 
