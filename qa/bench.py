@@ -963,11 +963,9 @@ def method_notes(res: dict) -> str:
 
 def plot_all(res: dict, out: Path) -> list[str]:
     """latency.png, throughput.png, footprint.png (those with data); returns the file names."""
-    import matplotlib
+    from .report import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     made = []
     sizes = res.get("sizes", [])
     if sizes:
@@ -988,30 +986,14 @@ def plot_all(res: dict, out: Path) -> list[str]:
         tx = [(n, t) for n, t in ((10_000, TARGETS["p50_10k_ms"]), (1_000_000, TARGETS["p50_1M_ms"])) if n in ns]
         if tx:
             ax.scatter(*zip(*tx), marker="*", s=150, color="k", zorder=5, label="targets (p50)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("passages")
-        ax.set_ylabel("ms per question")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-        ax.set_title("query latency")
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=110)
-        plt.close(fig)
+        _against_passages(ax, "ms per question", "query latency", legend_size=7)
+        save(fig, out / "latency.png")
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.plot(ns, [r["serve_peak_rss_mb"] for r in sizes], "o-", label="serve peak RSS MB")
         ax.plot(ns, [r["build_peak_rss_mb"] for r in sizes], "o--", label="build peak RSS MB")
         ax.plot(ns, [r["disk_bytes"]["total"] / 2**20 for r in sizes], "s-", label="index on disk MB")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("passages")
-        ax.set_ylabel("MiB")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        ax.set_title("footprint")
-        fig.tight_layout()
-        fig.savefig(out / "footprint.png", dpi=110)
-        plt.close(fig)
+        _against_passages(ax, "MiB", "footprint", legend_size=8)
+        save(fig, out / "footprint.png")
         made += ["latency.png", "footprint.png"]
     enc = res.get("encoders", [])
     if enc:
@@ -1025,11 +1007,20 @@ def plot_all(res: dict, out: Path) -> list[str]:
         ax.invert_yaxis()
         ax.set_xlabel("passages per second")
         ax.set_title(f"embedding: {enc[0]['passages']} real passages of {enc[0]['mean_chars']:.0f} chars", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(out / "throughput.png", dpi=110)
-        plt.close(fig)
+        save(fig, out / "throughput.png")
         made.append("throughput.png")
     return made
+
+
+def _against_passages(ax, ylabel: str, title: str, legend_size: int) -> None:
+    """Log-log axes of a per-size chart: passages across, ``ylabel`` up."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("passages")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=legend_size)
+    ax.set_title(title)
 
 
 def rerender(out: Path) -> None:

@@ -8,6 +8,25 @@ from pathlib import Path
 from .evaluate import Outcome, format_table, per_group
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> None:
+    """Lay out, write as a 110-dpi PNG, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _hit_curve(outcomes: list[Outcome], k: int) -> list[float]:
     """hit@1..k of the answerable questions."""
     ans = [o for o in outcomes if o.question.answers]
@@ -16,11 +35,7 @@ def _hit_curve(outcomes: list[Outcome], k: int) -> list[float]:
 
 def plot_hit_curves(results: dict[str, list[Outcome]], k: int, path: Path) -> None:
     """hit@k against k, one line per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode, outs in results.items():
         ax.plot(range(1, k + 1), _hit_curve(outs, k), marker="o", label=mode)
@@ -30,18 +45,12 @@ def plot_hit_curves(results: dict[str, list[Outcome]], k: int, path: Path) -> No
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("hit@k of answerable questions")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_confidence(results: dict[str, list[Outcome]], threshold: float, path: Path) -> None:
     """Histogram of the abstention confidence for answerable and unanswerable questions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     outs = next(iter(results.values()))
     ans = [o.confidence for o in outs if o.question.answers]
     una = [o.confidence for o in outs if not o.question.answers]
@@ -54,18 +63,12 @@ def plot_confidence(results: dict[str, list[Outcome]], threshold: float, path: P
     ax.set_xlabel("confidence (abstain below the threshold)")
     ax.set_ylabel("density")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_scores(results: dict[str, list[Outcome]], path: Path) -> None:
     """Top-1 retrieval score distributions of answerable and unanswerable questions, per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4 * len(results), 3.5), squeeze=False)
     for ax, (mode, outs) in zip(axes[0], results.items()):
         ans = [o.top_score for o in outs if o.question.answers]
@@ -75,9 +78,7 @@ def plot_scores(results: dict[str, list[Outcome]], path: Path) -> None:
             ax.hist(una, bins=20, alpha=0.6, label="unanswerable", density=True)
         ax.set_title(f"{mode}: top-1 score")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_report(out_dir: Path, summary: dict[str, dict], results: dict[str, list[Outcome]],
