@@ -189,20 +189,21 @@ def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(char_bigrams(fold(passage_text[s:e]))) for s, e in sentence_spans(passage_text))
 
 
-def sentence_overlaps(q_grams: frozenset[str], sentences: list[str], topic: set[str] = frozenset()) -> list[float]:
-    """Share of the question's bigrams (``question_grams``) found in each sentence.
+def sentence_overlaps(q_grams: frozenset[str], grams: Sequence[frozenset[str]],
+                      topic: set[str] = frozenset()) -> list[float]:
+    """Share of the question's bigrams (``question_grams``) in each sentence (``sentence_grams``).
 
     Bigrams that are also in ``topic`` (the document title) count ``TOPIC_WEIGHT``:
     a question names its document's subject, but the answering sentence often leaves
     the subject out ("截尾鹦嘴鱼分布在什么地方?" -> "分布于西太平洋区。").
     """
     weights = {g: TOPIC_WEIGHT if g in topic else 1.0 for g in q_grams}
-    return [sum(weights[g] for g in q_grams & char_bigrams(fold(t))) / max(1, len(q_grams)) for t in sentences]
+    return [sum(weights[g] for g in q_grams & sent) / max(1, len(q_grams)) for sent in grams]
 
 
 def best_sentence_overlap(q_grams: frozenset[str], passage_text: str) -> float:
     """The highest share of ``q_grams`` that one sentence of the passage holds (0 for an empty passage)."""
-    return max((len(q_grams & g) for g in sentence_grams(passage_text)), default=0) / max(1, len(q_grams))
+    return max(sentence_overlaps(q_grams, sentence_grams(passage_text)), default=0.0)
 
 
 def pick_quote(
@@ -226,7 +227,9 @@ def pick_quote(
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
     sentences = [passage_text[s:e] for s, e in spans]
-    overlaps = sentence_overlaps(question_grams(question), sentences, topic=char_bigrams(fold(title)))
+    # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
+    overlaps = sentence_overlaps(question_grams(question), sentence_grams(passage_text),
+                                 topic=char_bigrams(fold(title)))
     if max(overlaps) == 0 and embed is not None and query_vector is not None:
         scores = list(embed(sentences) @ query_vector)
     else:
