@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import QAError
+from .search import recall_at
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
@@ -268,15 +269,6 @@ def summarize(samples_ms: list[float]) -> dict:
     return {"n": len(a), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
 
 
-def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
-    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (rows are queries; -1 pads)."""
-    out = []
-    for a, e in zip(approx, exact):
-        truth = {int(x) for x in e[:k] if x >= 0}
-        out.append(len(truth & set(a[:k].tolist())) / len(truth) if truth else 1.0)
-    return float(np.mean(out))
-
-
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -394,27 +386,22 @@ def time_bm25_real(real: RealData) -> dict:
 
 
 def save_index(index_dir: Path, documents: list, passages: list, dense, lexical, encoder_name: str, dim: int) -> dict:
-    """Write a synthesised index in the product's format (``store``), as ``Pipeline.build`` does."""
+    """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from . import store
+    from .pipeline import embed_settings
     from .split import SplitConfig
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
     index_dir.mkdir(parents=True)
-    build_dir = store.new_build_dir(index_dir)
-    store.write_documents(build_dir / "documents.jsonl", documents)
-    store.write_passages(build_dir / "passages.jsonl", passages, ["0" * 20] * len(passages))
-    dense.save(build_dir / "dense.faiss")
-    lexical.save(build_dir / "bm25")
-    manifest = {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "encoder": {"name": encoder_name, "dim": dim},
-        "split": SplitConfig().to_json(), "embed": {"title": True, "fold": "opencc-t2s+nfkc+lower"},
-        "dense_index": type(dense.index).__name__,
+    return store.write_build(index_dir, documents, passages, ["0" * 20] * len(passages), dense, lexical, {
+        "encoder": {"name": encoder_name, "dim": dim},
+        "split": SplitConfig().to_json(),
+        "embed": embed_settings(True),
         "corpus": {"path": str(index_dir / "no-corpus (synthesised by qa bench)"), "files": {}},
-        "counts": {"documents": len(documents), "passages": len(passages)}, "skipped": [], "warnings": [],
-    }
-    return store.commit(index_dir, build_dir, manifest)
+        "skipped": [],
+        "warnings": [],
+    })
 
 
 def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions: list[str],

@@ -80,6 +80,11 @@ def embed_text(p: Passage, with_title: bool) -> str:
     return f"{head}\n{p.text}" if head else p.text
 
 
+def embed_settings(with_title: bool) -> dict:
+    """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
+    return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
+
+
 def _vhash(encoder: str, text: str) -> str:
     """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
     return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
@@ -172,25 +177,14 @@ class Pipeline:
                 progress("index", 0, 1)
             dense = DenseIndex.build(vectors)
             lexical = LexicalIndex.build([p.text for p in passages])
-            build_dir = store.new_build_dir(index_dir)
-            store.write_documents(build_dir / "documents.jsonl", ingest.documents)
-            store.write_passages(build_dir / "passages.jsonl", passages, vhashes)
-            dense.save(build_dir / "dense.faiss")
-            lexical.save(build_dir / "bm25")
-            manifest = {
-                "format": store.FORMAT,
-                "format_version": store.FORMAT_VERSION,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            manifest = store.write_build(index_dir, ingest.documents, passages, vhashes, dense, lexical, {
                 "encoder": {"name": enc.name, "dim": enc.dim},
                 "split": split.to_json(),
-                "embed": {"title": embed_title, "fold": "opencc-t2s+nfkc+lower"},
-                "dense_index": type(dense.index).__name__,
+                "embed": embed_settings(embed_title),
                 "corpus": {"path": str(corpus), "files": ingest.hashes},
-                "counts": {"documents": len(ingest.documents), "passages": len(passages)},
                 "skipped": [list(s) for s in ingest.skipped],
                 "warnings": [list(w) for w in ingest.warnings],
-            }
-            manifest = store.commit(index_dir, build_dir, manifest)
+            })
             if progress:
                 progress("index", 1, 1)
         report.documents, report.passages = len(ingest.documents), len(passages)

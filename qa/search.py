@@ -121,6 +121,15 @@ class DenseIndex:
         return cls(faiss.read_index(str(path)))
 
 
+def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (rows are queries; -1 pads)."""
+    out = []
+    for a, e in zip(approx, exact):
+        truth = {int(x) for x in e[:k] if x >= 0}
+        out.append(len(truth & set(a[:k].tolist())) / len(truth) if truth else 1.0)
+    return float(np.mean(out))
+
+
 def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, n_probe_queries: int = 200,
                       k: int = 10) -> int:
     """Smallest step of NPROBE_STEPS whose mean recall@k against exact search on probe queries
@@ -139,8 +148,7 @@ def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, n_pr
             break
         index.nprobe = nprobe
         _, got = index.search(queries, k)
-        recall = np.mean([len(set(x) & set(y)) / k for x, y in zip(got.tolist(), truth.tolist())])
-        if recall >= IVF_TARGET_RECALL:
+        if recall_at(got, truth, k) >= IVF_TARGET_RECALL:
             return nprobe
     return index.nlist
 

@@ -99,6 +99,36 @@ def commit(index_dir: Path, build_dir: Path, manifest: dict) -> dict:
     return manifest
 
 
+def write_build(
+    index_dir: Path,
+    documents: list[Document],
+    passages: list[Passage],
+    vhashes: list[str],
+    dense,
+    lexical,
+    settings: dict,
+) -> dict:
+    """Write one build (documents, passages, ``dense``, ``lexical``) and commit it with a manifest.
+
+    ``settings`` holds the build's own manifest entries: ``encoder``, ``split``, ``embed``,
+    ``corpus``, ``skipped`` and ``warnings``. Returns the manifest as written.
+    """
+    build_dir = new_build_dir(index_dir)
+    write_documents(build_dir / "documents.jsonl", documents)
+    write_passages(build_dir / "passages.jsonl", passages, vhashes)
+    dense.save(build_dir / "dense.faiss")
+    lexical.save(build_dir / "bm25")
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **settings,
+        "dense_index": type(dense.index).__name__,
+        "counts": {"documents": len(documents), "passages": len(passages)},
+    }
+    return commit(index_dir, build_dir, manifest)
+
+
 def remove_stale(index_dir: Path, keep: str | None) -> None:
     """Delete build folders and temp files other than the one the manifest names."""
     for path in index_dir.iterdir():

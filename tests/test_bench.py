@@ -14,7 +14,8 @@ import pytest
 from conftest import run_qa
 
 from qa import bench
-from qa.bench import BenchError, RealData, parse_sizes, recall_at, summarize, synthesize
+from qa.bench import BenchError, RealData, parse_sizes, summarize, synthesize
+from qa.search import recall_at
 
 QUESTIONS = ["苏州是什么时候获批创建区块链发展先导区的？", "臺北捷運何時通車？", "龙井茶产于哪里？",
              "Who created Python?", "相城区有多少家区块链企业？", "捷运由哪家公司营运？"]
