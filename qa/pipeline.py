@@ -354,7 +354,7 @@ class Pipeline:
         t1 = time.perf_counter()
         tr = self.translation(q)
         lexical_q = self.lexical_query(q, tr)
-        lex = self.lexical.scores(lexical_q)
+        lex = None if mode == "dense" else self.lexical.scores(lexical_q)  # abstention reuses them
         ids, scores = self.retrieve(lexical_q, k, mode, qvec, lex)
         t2 = time.perf_counter()
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
