@@ -39,7 +39,7 @@ from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
 from .split import SplitConfig, split_documents
-from .text import has_cjk
+from .text import char_trigrams, fold, has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
@@ -331,14 +331,15 @@ class Pipeline:
     def rerank_by_sentence(self, question: str, ids: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add ``sentence_weight * best_sentence_overlap`` to the top ``rerank_depth`` fused scores.
 
-        A passage whose single sentence holds most of the question's words beats one
-        that scatters them over several sentences.
+        A passage whose single sentence holds most of the question's words (and repeats its
+        phrases) beats one that scatters them over several sentences.
         """
         top = min(len(ids), self.config.rerank_depth)
         fused = fused.copy()
-        q_grams = question_grams(question)
+        q_grams, q_trigrams = question_grams(question), frozenset(char_trigrams(fold(question)))
         fused[:top] += self.config.sentence_weight * np.array(
-            [best_sentence_overlap(q_grams, self.passages[int(i)].text) for i in ids[:top]], dtype=np.float32)
+            [best_sentence_overlap(q_grams, self.passages[int(i)].text, q_trigrams) for i in ids[:top]],
+            dtype=np.float32)
         order = np.lexsort((ids, -fused))
         return ids[order], fused[order]
 

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+")
 _CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK_RUN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 # Function words that carry no topic (folded, Simplified). Kept small on purpose:
 # question words like 什么/多少/哪 are dropped, content words never are.
@@ -76,6 +77,15 @@ def tokenize(text: str) -> list[str]:
 def has_cjk(text: str) -> bool:
     """True when the text holds at least one CJK ideograph."""
     return bool(_CJK_RE.search(text))
+
+
+def char_trigrams(folded: str) -> set[str]:
+    """Set of character trigrams inside the CJK runs of folded text (phrases a question copies from its answer)."""
+    grams: set[str] = set()
+    for m in _CJK_RUN_RE.finditer(folded):
+        run = m.group()
+        grams.update(run[i : i + 3] for i in range(len(run) - 2))
+    return grams
 
 
 def char_bigrams(folded: str) -> set[str]:
