@@ -32,6 +32,7 @@ from .answer import (
     missing_concepts,
     pick_quote,
     question_grams,
+    unstated_attribute,
 )
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
@@ -305,7 +306,10 @@ class Pipeline:
                 return confidence(share, name_missing)
             lex = self.lexical.scores(question) if lex is None else lex
             ids, _ = top_k(lex, COVERAGE_DEPTH)
-            return confidence(share, False, coverage(words, [self.passages[int(i)].text for i in ids]))
+            texts = [self.passages[int(i)].text for i in ids]
+            if unstated_attribute(question, self.words.present, texts):
+                return confidence(share, True)  # a count or a person the corpus never mentions
+            return confidence(share, False, coverage(words, texts))
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
         return confidence(len(missing) / content if content else 1.0, False)

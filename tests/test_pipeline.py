@@ -9,7 +9,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
-from qa.answer import _weight, best_sentence_overlap, confidence, coverage, missing_concepts, pick_quote, question_grams
+from qa.answer import _weight, asked_attributes, best_sentence_overlap, unstated_attribute, confidence, coverage, missing_concepts, pick_quote, question_grams
 from qa.text import char_trigrams, fold
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
@@ -110,6 +110,33 @@ def test_words_the_corpus_has_but_never_in_one_passage_abstain(tiny_built):
     assert a.abstained and a.confidence < p.config.abstain.threshold
     # One passage holding the question's words together answers.
     assert not p.ask("相城区有多少个应用场景备案成功？").abstained
+
+
+def test_counting_and_who_questions_name_the_attribute_they_ask_for():
+    assert asked_attributes("苏州域乎区块链科技有限公司有多少名员工?") == [("员工", "名")]
+    assert asked_attributes("截至2020年4月苏州聚集了多少家区块链核心技术企业?") == [("企业", "家")]
+    assert asked_attributes("相城區塊鏈產業研究院的院長是誰?") == [("院长", "")]
+    assert asked_attributes("工信部是什么时候复函的?") == []
+
+
+def test_an_attribute_the_corpus_never_names_is_unstated_unless_a_passage_counts_it():
+    corpus = "相城区已集聚区块链企业160家。政策推出24条具体扶持举措。苏州排名从第18名升至第4名。"
+    present = lambda w: w in corpus  # noqa: E731
+    assert unstated_attribute("相城区有多少家区块链企业?", present, [corpus]) is None  # 企业 is named
+    assert unstated_attribute("研究院的院长是谁?", present, [corpus]) == "院长"
+    # 措施 is never named, but a passage counts with the same measure word: "24条"
+    assert unstated_attribute("政策有多少条具体措施?", present, [corpus]) is None
+    assert unstated_attribute("政策有多少条具体措施?", present, ["政策很多。"]) == "具体措施"
+    # a rank ("第18名") is not a count of people
+    assert unstated_attribute("公司有多少名员工?", present, [corpus]) == "员工"
+
+
+def test_a_count_of_something_the_corpus_never_mentions_abstains(tiny_built):
+    _, _, p = tiny_built
+    assert p.ask("相城区有多少个应用场景备案成功？").confidence >= p.config.abstain.threshold
+    a = p.ask("相城区有多少名员工？")  # every other word is in one passage; 员工 is nowhere
+    assert a.abstained and a.confidence == 0.0
+    assert p.ask("臺北捷運的董事長是誰？").abstained
 
 
 def test_coverage_is_the_weighted_share_the_best_single_passage_holds():
