@@ -255,8 +255,9 @@ class Pipeline:
         built_with = manifest["encoder"]["name"]
         if encoder is not None and _spec_name(encoder) != built_with:
             return cls.load(index_dir, encoder)  # raises the mismatch with its fix
-        if Path(corpus).exists() and is_stale(manifest, corpus):
-            return cls.build(corpus, index_dir, encoder or built_with, progress=progress)[0]
+        if Path(corpus).exists() and is_stale(manifest, corpus):  # rebuilt as it was built: encoder and passage size
+            split = SplitConfig(**manifest["split"]) if "split" in manifest else SplitConfig()
+            return cls.build(corpus, index_dir, encoder or built_with, split=split, progress=progress)[0]
         return cls.load(index_dir, encoder)
 
     # ---- asking --------------------------------------------------------------

@@ -293,3 +293,13 @@ def test_open_rebuilds_a_stale_index_with_its_own_encoder(built_index, monkeypat
     p = Pipeline.open(corpus, index)  # no encoder given: keep the index's own
     assert _manifest(index)["encoder"]["name"] == "hash:64"
     assert any("碧螺春" in x.text for x in p.passages)
+
+
+def test_open_rebuilds_a_stale_index_with_its_own_passage_size(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    index = tmp_path / "index"
+    Pipeline.build(corpus, index, "hash", split=SplitConfig(max_chars=40, overlap_chars=0, min_chars=0))
+    _change_a_file(corpus)
+    p = Pipeline.open(corpus, index)
+    assert _manifest(index)["split"]["max_chars"] == 40
+    assert any("碧螺春" in x.text for x in p.passages) and max(len(x.text) for x in p.passages) <= 40
