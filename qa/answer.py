@@ -75,6 +75,15 @@ TOPIC_WEIGHT = 0.2
 PHRASE_WEIGHT = 0.5
 
 
+# A neighbouring sentence is quoted with the best one when it holds at least this share of the
+# question's bigrams (title bigrams weighted as above) that the best sentence lacks: "春園別墅中的
+# 小湖的水是來自哪邊的?" matches "…建一私邸「春園別墅」…。" best, and is answered by the next
+# sentence, "別墅內有一小湖…其水源乃由石水渠街所引入。" Quote accuracy (500-character passages), off -> 0.2 / 0.15 / 0.1: DRCD dev 0.868 ->
+# 0.885 (0.15) / 0.896 (0.1), CMRC dev 0.858 -> 0.866 / 0.870 / 0.876, articles set 0.951 at each;
+# mean quote length grew from 53 to 57-58 characters at 0.1.
+NEIGHBOUR_GAIN = 0.1
+
+
 COVERAGE_DEPTH = 10  # BM25 passages searched for one that holds the question's words together
 COVERAGE_SCALE = 1.5  # coverage 0.4 scores 0.6, the threshold
 
@@ -296,7 +305,8 @@ def pick_quote(
     answer-type cue (dates for 'when', digits for 'how many'). When no
     sentence shares a bigram with the question (e.g. an English question over
     Chinese text) and an ``embed`` function is given, the sentence with the highest
-    cosine to ``query_vector`` is chosen instead.
+    cosine to ``query_vector`` is chosen instead. A neighbour that holds enough of the question's
+    remaining bigrams (``NEIGHBOUR_GAIN``) is quoted with the chosen sentence.
     """
     spans = sentence_spans(passage_text) or [(0, len(passage_text))]
     if len(spans) == 1:
@@ -304,8 +314,8 @@ def pick_quote(
         return Quote(passage_text[s:e], s, e)
     sentences = [passage_text[s:e] for s, e in spans]
     # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
-    overlaps = sentence_overlaps(question_grams(question), sentence_grams(passage_text),
-                                 topic=char_bigrams(fold(title)))
+    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(fold(title))
+    overlaps = sentence_overlaps(q_grams, grams, topic=topic)
     if max(overlaps) == 0 and embed is not None and query_vector is not None:
         scores = list(embed(sentences) @ query_vector)
     else:
@@ -314,7 +324,18 @@ def pick_quote(
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.
     if best + 1 < len(spans) and _fragment(passage_text[s:e]):
-        e = spans[best + 1][1]
+        return Quote(passage_text[s : spans[best + 1][1]], s, spans[best + 1][1])
+    if max(overlaps) > 0:
+        # A question built from two sentences: quote the neighbour that holds most of the rest of it.
+        lacking = q_grams - grams[best]
+        gain, n = 0.0, best
+        for other in (best - 1, best + 1):
+            if 0 <= other < len(spans):
+                g = sum(TOPIC_WEIGHT if x in topic else 1.0 for x in lacking & grams[other]) / len(q_grams)
+                if g > gain:
+                    gain, n = g, other
+        if gain >= NEIGHBOUR_GAIN:
+            s, e = min(s, spans[n][0]), max(e, spans[n][1])
     return Quote(passage_text[s:e], s, e)
 
 

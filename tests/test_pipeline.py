@@ -77,6 +77,17 @@ def test_a_sentence_repeating_the_question_phrase_outranks_one_with_the_same_wor
     assert best_sentence_overlap(grams, "", tris) == 0.0
 
 
+def test_a_neighbour_holding_the_rest_of_a_two_part_question_is_quoted_too():
+    # From DRCD dev: the question's first half matches the first sentence, its answer is in the second.
+    text = ("起源為寶順洋行東主顛地在此建一私邸「春園別墅」，其範圍由灣仔道伸展至大王東街。"
+            "別墅內有一小湖供劃舢板之用，其水源乃由石水渠街所引入。後來該地發展成為春園街。")
+    q = pick_quote("春園別墅中的小湖的水是來自哪邊的？", text, title="灣仔")
+    assert q.text == text[: text.index("後來")] and text[q.start : q.end] == q.text
+    # A neighbour that adds nothing the question asks about is left out.
+    assert pick_quote("春園別墅的範圍伸展至哪條街？", text, title="灣仔").text.startswith("起源")
+    assert pick_quote("春園別墅的範圍伸展至哪條街？", text, title="灣仔").text.endswith("大王東街。")
+
+
 def test_a_fragment_sentence_is_quoted_with_the_sentence_that_follows():
     text = "硕塞（；）清太宗皇太极第五子，顺治元年封承泽郡王。后晋封亲王。"
     q = pick_quote("硕塞是谁的儿子？", text, title="硕塞")
