@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import QAError
+from .split import SplitConfig
 
 MODE_CHOICES = ("hybrid", "dense", "bm25")
 
@@ -42,7 +43,6 @@ def _progress_bar(enabled: bool):
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or refresh) an index from a corpus."""
     from .pipeline import Pipeline
-    from .split import SplitConfig
 
     try:
         split = SplitConfig(max_chars=args.max_chars)
@@ -184,7 +184,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build or refresh the index")
     common(b)
-    b.add_argument("--max-chars", type=int, default=300, help="passage size limit in characters (default 300)")
+    b.add_argument("--max-chars", type=int, default=SplitConfig().max_chars,
+                   help=f"passage size limit in characters (default {SplitConfig().max_chars})")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
