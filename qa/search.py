@@ -19,8 +19,9 @@ import numpy as np
 
 from .text import tokenize
 
-# Measured by ``python -m qa bench`` on 2 cores (see docs/bench/bench.md): one exact search over
-# N 384-d vectors costs about 0.2 us per vector on one thread (2 ms at 10k, 20 ms at 100k), so
+# Measured by ``python -m qa bench`` on 2 AVX2 cores (docs/bench/avx2-2026-11-23/bench.md): one exact
+# search over N 384-d vectors costs about 0.2 us per vector on one thread (2 ms at 10k, 20 ms at 100k;
+# with AVX-512, docs/bench/bench.md, about 0.05 us: 6 ms at 100k), so
 # exact search stops here and an IVF index takes over. HNSW searched as fast but took about
 # 70 s to build at 100k (15+ min extrapolated to 1M) where IVF takes seconds.
 EXACT_LIMIT = 25_000
