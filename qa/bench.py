@@ -1031,9 +1031,11 @@ def write_outputs(res: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_all(res, out)
     (out / "bench.json").write_text(json.dumps(res, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    skipped = set(res["settings"].get("skip") or ())
+    sizes = "sizes skipped" if "sizes" in skipped else "sizes " + ", ".join(_n(n) for n in res["settings"]["sizes"])
+    left_out = f"; left out: {', '.join(sorted(skipped))}" if skipped else ""
     md = ["# Benchmark: `python -m qa bench`", "",
-          f"Run {res['started']} on {res['environment']['cpus']} CPUs; sizes "
-          f"{', '.join(_n(n) for n in res['settings']['sizes'])}; encoder of the indexes "
-          f"`{res['settings']['encoder']}`. Numbers from one run; see Method for how they were made.", "",
+          f"Run {res['started']} on {res['environment']['cpus']} CPUs; {sizes}; encoder of the indexes "
+          f"`{res['settings']['encoder']}`{left_out}. Numbers from one run; see Method for how they were made.", "",
           format_tables(res), *[f"![{p[:-4]}]({p})\n" for p in plots], method_notes(res)]
     (out / "bench.md").write_text("\n".join(md), encoding="utf-8")

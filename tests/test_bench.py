@@ -155,6 +155,18 @@ def test_cli_bench_quick_writes_table_json_and_plots(quick_run):
     assert "| 200 | IndexFlatIP |" in md and "| 1.5k | IndexFlatIP |" in md and "## Method" in md
     assert "σ = 0.025" in md and "### Targets" in md
     assert "| 1.5k | IndexFlatIP |" in proc.stdout  # the table is printed too
+    assert "sizes 200, 1.5k" in md and "left out: app" in md
+    assert isinstance(res["environment"]["simd"], list)  # the CPU's vector extensions, for the record
+
+
+def test_bench_header_says_when_sizes_were_skipped(quick_run, tmp_path):
+    _, out = quick_run
+    res = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    res["settings"]["skip"], res["sizes"], res["baselines"] = ["app", "sizes"], [], []
+    (tmp_path / "bench.json").write_text(json.dumps(res), encoding="utf-8")
+    bench.rerender(tmp_path)
+    head = (tmp_path / "bench.md").read_text(encoding="utf-8").splitlines()[2]
+    assert "sizes skipped" in head and "200" not in head and "left out: app, sizes" in head
 
 
 def test_cli_bench_bad_sizes_one_line_exit_2(tmp_path):
