@@ -281,7 +281,8 @@ def sentence_trigrams(passage_text: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(char_trigrams(fold(passage_text[s:e]))) for s, e in sentence_spans(passage_text))
 
 
-def best_sentence_overlap(q_grams: frozenset[str], passage_text: str, q_trigrams: frozenset[str] = frozenset()) -> float:
+def best_sentence_overlap(q_grams: frozenset[str], passage_text: str,
+                          q_trigrams: frozenset[str] = frozenset()) -> float:
     """The best sentence's share of ``q_grams``, plus ``PHRASE_WEIGHT`` times its share of ``q_trigrams``
     (the folded question's ``char_trigrams``); 0 for an empty passage."""
     overlaps = sentence_overlaps(q_grams, sentence_grams(passage_text))
