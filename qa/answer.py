@@ -148,11 +148,17 @@ def _posseg():
     return jieba.posseg.dt
 
 
+@lru_cache(maxsize=1024)
+def tagged_words(question: str) -> tuple[tuple[str, str], ...]:
+    """(word, part-of-speech flag) of every word of the folded question; cached, as abstention reads them twice."""
+    return tuple((p.word, p.flag) for p in _posseg().cut(fold(question)))
+
+
 def content_words(question: str) -> list[tuple[str, str]]:
     """(word, part-of-speech flag) of the question's Chinese content words, folded."""
     return [
-        (p.word, p.flag) for p in _posseg().cut(fold(question))
-        if has_cjk(p.word) and p.word not in STOPWORDS and p.word not in _FRAME and p.flag.startswith(_CONTENT_POS)
+        (w, f) for w, f in tagged_words(question)
+        if has_cjk(w) and w not in STOPWORDS and w not in _FRAME and f.startswith(_CONTENT_POS)
     ]
 
 
@@ -190,7 +196,7 @@ def asked_attributes(question: str) -> list[tuple[str, str]]:
     "苏州域乎有多少名员工?" -> [("员工", "名")]; "研究院的院长是谁?" -> [("院长", "")]. The noun is the
     last of the nouns that follow 多少/几 (and a measure word), or the noun right before 是谁.
     """
-    toks = [(p.word, p.flag) for p in _posseg().cut(fold(question))]
+    toks = tagged_words(question)
     out: list[tuple[str, str]] = []
     for i, (word, _) in enumerate(toks):
         if word.startswith(_COUNTING):
