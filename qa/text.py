@@ -11,9 +11,10 @@ import re
 import unicodedata
 from functools import lru_cache
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+")
-_CJK_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_CJK_RUN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = r"[\u3400-\u9fff\uf900-\ufaff]"  # CJK ideographs and compatibility ideographs
+_TOKEN_RE = re.compile(rf"[a-z0-9]+(?:[.'][a-z0-9]+)*|{_CJK}+")
+_CJK_RE = re.compile(_CJK)
+_CJK_RUN_RE = re.compile(_CJK + "+")
 
 # Function words that carry no topic (folded, Simplified). Kept small on purpose:
 # question words like 什么/多少/哪 are dropped, content words never are.
