@@ -335,13 +335,12 @@ def pick_quote(
     if max(overlaps) > 0:
         # A question built from two sentences: quote the neighbour that holds most of the rest of it.
         lacking = q_grams - grams[best]
-        gain, n = 0.0, best
-        for other in (best - 1, best + 1):
-            if 0 <= other < len(spans):
-                g = sum(TOPIC_WEIGHT if x in topic else 1.0 for x in lacking & grams[other]) / len(q_grams)
-                if g > gain:
-                    gain, n = g, other
-        if gain >= NEIGHBOUR_GAIN:
+        neighbours = [n for n in (best - 1, best + 1) if 0 <= n < len(spans)]
+        # each neighbour's weighted share of the lacking bigrams, rescaled to a share of the question's
+        shares = sentence_overlaps(lacking, [grams[n] for n in neighbours], topic)
+        gains = [x * len(lacking) / len(q_grams) for x in shares]
+        n = neighbours[int(np.argmax(gains))]  # the one before wins a tie
+        if max(gains) >= NEIGHBOUR_GAIN:
             s, e = min(s, spans[n][0]), max(e, spans[n][1])
     return Quote(passage_text[s:e], s, e)
 
