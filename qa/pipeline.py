@@ -38,7 +38,7 @@ from .encode import Encoder, encoder_name, load_encoder
 from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
-from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
+from .search import DenseIndex, LexicalIndex, TitleIndex, fuse_scores, top_k
 from .split import SplitConfig, split_documents
 from .text import char_trigrams, fold, has_cjk
 from .translate import translate
@@ -50,13 +50,19 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Query-time settings: dense weight of the fusion, candidates per retriever, and the
-    weight of the best-sentence overlap added to the top ``rerank_depth`` fused scores."""
+    """Query-time settings: dense weight of the fusion, candidates per retriever, the weight of
+    the best-sentence overlap added to the top ``rerank_depth`` fused scores, and the bonus of
+    the passages of a document the question names by its title (``Pipeline.rerank``)."""
 
     dense_weight: float = 0.4
     candidates: int = 50
     sentence_weight: float = 1.0
     rerank_depth: int = 20
+    # Hybrid hit@1 / MRR@10, bonus 0 -> 0.1 / 0.2 / 0.3 / 0.5: CMRC dev 0.968 / 0.982 -> 0.975 / 0.977 / 0.978 /
+    # 0.979 (MRR 0.986 / 0.987 / 0.988 / 0.988); DRCD dev 0.954 / 0.972 -> 0.955 / 0.954 / 0.954 / 0.953
+    # (MRR 0.973 at 0.1-0.3); the articles set unchanged (its titles are headlines no question quotes).
+    # Adding every passage of a named document to the candidates as well changed nothing.
+    title_weight: float = 0.2
     abstain: AbstainConfig = field(default_factory=AbstainConfig)
 
 
@@ -132,6 +138,7 @@ class Pipeline:
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.words = CorpusWords(passages, lexical.bm25.vocab_dict)
+        self.titles = TitleIndex((d.doc_id, d.title) for d in documents)
 
     # ---- building and loading -------------------------------------------------
 
@@ -329,22 +336,28 @@ class Pipeline:
         b_ids, _ = top_k(lex, max(n, k))
         cand = np.union1d(d_ids, b_ids)
         ids, fused = fuse_scores(cand, self.dense.vectors(cand) @ qvec, lex[cand], self.config.dense_weight)
-        if self.config.sentence_weight:
-            ids, fused = self.rerank_by_sentence(lexical_q, ids, fused)
+        ids, fused = self.rerank(lexical_q, ids, fused)
         return ids[:k], fused[:k]
 
-    def rerank_by_sentence(self, question: str, ids: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Add ``sentence_weight * best_sentence_overlap`` to the top ``rerank_depth`` fused scores.
+    def rerank(self, question: str, ids: np.ndarray, fused: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``sentence_weight * best_sentence_overlap`` to the top ``rerank_depth`` fused scores,
+        and ``title_weight`` to every candidate from a document the question names by its title.
 
         A passage whose single sentence holds most of the question's words (and repeats its
-        phrases) beats one that scatters them over several sentences.
+        phrases) beats one that scatters them over several sentences; "大沙地站共有几层?" is about
+        the article 大沙地站, not 大沙东站, however alike their passages read.
         """
-        top = min(len(ids), self.config.rerank_depth)
+        cfg = self.config
         fused = fused.copy()
-        q_grams, q_trigrams = question_grams(question), frozenset(char_trigrams(fold(question)))
-        fused[:top] += self.config.sentence_weight * np.array(
-            [best_sentence_overlap(q_grams, self.passages[int(i)].text, q_trigrams) for i in ids[:top]],
-            dtype=np.float32)
+        if cfg.sentence_weight:
+            top = min(len(ids), cfg.rerank_depth)
+            q_grams, q_trigrams = question_grams(question), frozenset(char_trigrams(fold(question)))
+            fused[:top] += cfg.sentence_weight * np.array(
+                [best_sentence_overlap(q_grams, self.passages[int(i)].text, q_trigrams) for i in ids[:top]],
+                dtype=np.float32)
+        named = self.titles.named(question) if cfg.title_weight else set()
+        if named:
+            fused += cfg.title_weight * np.array([self.passages[int(i)].doc_id in named for i in ids], dtype=np.float32)
         order = np.lexsort((ids, -fused))
         return ids[order], fused[order]
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from .text import tokenize
+from .text import fold, tokenize
 
 # Measured by ``python -m qa bench`` on 2 AVX2 cores (docs/bench/avx2-2026-11-23/bench.md): one exact
 # search over N 384-d vectors costs about 0.2 us per vector on one thread (2 ms at 10k, 20 ms at 100k;
@@ -205,6 +207,38 @@ def _bm25s():
 
     logging.getLogger("bm25s").setLevel(logging.WARNING)
     return bm25s
+
+
+class TitleIndex:
+    """Which documents a question names by their title ("前肛鳗生活在水深为多少的水域?" names 前肛鳗).
+
+    A title names its document when the folded question contains it, without a trailing
+    disambiguation ("大曲车站 (秋田县)" is named by 大曲车站), and no longer matched title contains
+    this one ("短䲟又叫做什么?" names 短䲟, not 䲟). Titles under 2 or over ``MAX_TITLE_CHARS``
+    characters are not matched: a news headline is never typed as a question.
+    """
+
+    MAX_TITLE_CHARS = 30
+    _DISAMBIGUATION = re.compile(r"\s*[(（][^()（）]*[)）]\s*$")
+
+    def __init__(self, titles: Iterable[tuple[str, str]]):
+        self.docs: dict[str, set[str]] = {}
+        for doc_id, title in titles:
+            key = fold(self._DISAMBIGUATION.sub("", title or "")).strip()
+            if 2 <= len(key) <= self.MAX_TITLE_CHARS:
+                self.docs.setdefault(key, set()).add(doc_id)
+        self._longest = max(map(len, self.docs), default=0)
+
+    def named(self, question: str) -> set[str]:
+        """Ids of the documents whose title the question names (longest titles first)."""
+        q = fold(question)
+        found: list[str] = []
+        for n in range(min(self._longest, len(q)), 1, -1):  # dict lookups: cost grows with the question, not the corpus
+            for i in range(len(q) - n + 1):
+                key = q[i : i + n]
+                if key in self.docs and not any(key in f for f in found):
+                    found.append(key)
+        return set().union(*(self.docs[k] for k in found))
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

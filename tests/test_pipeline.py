@@ -3,6 +3,7 @@ end to end through the CLI (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -75,6 +76,27 @@ def test_a_sentence_repeating_the_question_phrase_outranks_one_with_the_same_wor
     assert best_sentence_overlap(grams, answer, tris) > best_sentence_overlap(grams, scattered, tris)
     assert char_trigrams(fold("區塊鏈 ab 技術")) == {"区块链"}  # CJK runs only, folded
     assert best_sentence_overlap(grams, "", tris) == 0.0
+
+
+def test_a_document_the_question_names_by_its_title_is_ranked_up(tmp_path):
+    # From CMRC 2018 dev: "大沙地站共有几层?" reads like 大沙东站's passage (大沙, 站, 共有, 两层);
+    # its own article never repeats its title in the text.
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(d, ensure_ascii=False) for d in [
+        {"doc_id": "east", "title": "大沙东站", "text": "大沙东站是广州地铁五号线的车站。本站共有两层，地下一层为站厅。"},
+        {"doc_id": "di", "title": "大沙地站 (广州)", "text": "本站是广州地铁五号线的车站，位于黄埔区。车站分为三层。"},
+    ]), encoding="utf-8")
+    p, _ = Pipeline.build(docs, tmp_path / "index", "hash")
+    question = "大沙地站共有几层？"
+    assert p.titles.named(question) == {"di"}
+    p.config = dataclasses.replace(p.config, title_weight=0.0)
+    without = p.ask(question, k=2)
+    p.config = dataclasses.replace(p.config, title_weight=3.0)
+    with_title = p.ask(question, k=2)
+    assert without.best.passage.doc_id == "east"
+    assert with_title.best.passage.doc_id == "di"
+    assert with_title.hits[0].score - without.hits[1].score == pytest.approx(3.0, abs=1e-5)  # the bonus, added once
+    assert p.ask(question, k=2, mode="bm25").best.passage.doc_id == "east"  # single retrievers stay as they are
 
 
 def test_a_neighbour_holding_the_rest_of_a_two_part_question_is_quoted_too():

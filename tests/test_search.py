@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.search import DenseIndex, LexicalIndex, fuse_rankings, fuse_scores, minmax, top_k
+from qa.search import DenseIndex, LexicalIndex, TitleIndex, fuse_rankings, fuse_scores, minmax, top_k
 
 
 def _unit(rng, n, dim):
@@ -205,3 +205,18 @@ def test_lexical_index_save_load_round_trip(lexical, tmp_path):
     again = LexicalIndex.load(tmp_path / "bm25")
     for q in ("區塊鏈", "捷运", "python"):
         np.testing.assert_allclose(again.scores(q), lexical.scores(q))
+
+
+def test_title_index_names_the_longest_title_the_question_contains():
+    titles = TitleIndex([
+        ("d1", "前肛鳗"), ("d2", "异齿前肛鳗"), ("d3", "䲟"), ("d4", "短䲟"),
+        ("d5", "大曲車站 (秋田縣)"), ("d6", "大曲车站 (青森县)"), ("d7", "苏州" * 20),
+    ])
+    assert titles.named("前肛鳗生活在水深为多少的水域？") == {"d1"}
+    assert titles.named("异齿前肛鳗以什么为食？") == {"d2"}  # not d1 as well: its title sits inside d2's
+    assert titles.named("短䲟又叫做什么？") == {"d4"}
+    assert titles.named("䲟的背吸盘有多少对鳍瓣？") == set()  # one-character titles are never matched
+    # both disambiguated articles share the name; Traditional and Simplified fold together
+    assert titles.named("大曲車站的地址是哪里？") == {"d5", "d6"}
+    assert titles.named("苏州" * 20 + "是什么？") == set()  # a headline-length title is never matched
+    assert TitleIndex([]).named("任何问题") == set()
