@@ -32,6 +32,7 @@ from .answer import (
     missing_concepts,
     pick_quote,
     question_grams,
+    sentence_support,
     unstated_attribute,
 )
 from .encode import Encoder, encoder_name, load_encoder
@@ -380,7 +381,11 @@ class Pipeline:
         quote, conf = None, 0.0
         if hits:
             conf = self.abstain_confidence(q, tr, lex if tr is None else None)
-            if conf >= self.config.abstain.threshold:
+            cfg = self.config.abstain
+            if tr is None and conf < cfg.unsure:  # check (4) of qa.answer: does one sentence say it?
+                support = sentence_support(q, hits[0].passage.text)
+                conf = min(conf, support) if support < cfg.min_support else conf
+            if conf >= cfg.threshold:
                 quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec,
                                    hits[0].passage.title)
         t3 = time.perf_counter()

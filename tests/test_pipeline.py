@@ -10,7 +10,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
-from qa.answer import _weight, asked_attributes, best_sentence_overlap, unstated_attribute, confidence, coverage, missing_concepts, pick_quote, question_grams
+from qa.answer import AbstainConfig, _weight, asked_attributes, best_sentence_overlap, sentence_support, unstated_attribute, confidence, coverage, missing_concepts, pick_quote, question_grams
 from qa.text import char_trigrams, fold
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
@@ -143,6 +143,36 @@ def test_words_the_corpus_has_but_never_in_one_passage_abstain(tiny_built):
     assert a.abstained and a.confidence < p.config.abstain.threshold
     # One passage holding the question's words together answers.
     assert not p.ask("相城区有多少个应用场景备案成功？").abstained
+
+
+def test_an_unsure_answer_whose_best_sentence_says_little_of_the_question_abstains(tiny_built):
+    # Check (4) of qa.answer, with its limits moved so that the tiny corpus's short sentences reach them.
+    _, _, p = tiny_built
+    spread = "创建先导区的公司负责捷运营运和采摘明前茶吗？"  # words of three articles, none together
+    default = p.ask(spread)
+    support = sentence_support(spread, default.best.passage.text)
+    assert p.config.abstain.threshold <= default.confidence < p.config.abstain.unsure
+    assert not default.abstained and 0.25 < support < 0.5  # by default, enough of it is said
+    original = p.config
+    try:
+        p.config = dataclasses.replace(original, abstain=AbstainConfig(min_support=0.5))
+        a = p.ask(spread)
+        assert a.abstained and a.confidence == pytest.approx(support)
+        confident = "运量最高的名茶是什么？"  # confidence over `unsure`: its sentence is not checked
+        assert p.ask(confident).confidence >= 0.8 and not p.ask(confident).abstained
+        assert sentence_support(confident, p.ask(confident).best.passage.text) < 0.5
+        p.config = dataclasses.replace(original, abstain=AbstainConfig(min_support=0.5, unsure=0.6))
+        assert not p.ask(spread).abstained
+    finally:
+        p.config = original
+
+
+def test_sentence_support_is_the_best_sentence_share_of_the_question():
+    text = "龙井茶产于浙江杭州西湖一带。清明节前采摘的明前茶品质最好。"
+    # 明前茶品质 is said by the second sentence: every bigram (1.0) and every trigram (0.5 * 1.0)
+    assert sentence_support("明前茶品质", text) == pytest.approx(1.5)
+    assert sentence_support("红烧肉", text) == 0.0
+    assert sentence_support("明前茶", "") == 0.0
 
 
 def test_counting_and_who_questions_name_the_attribute_they_ask_for():
