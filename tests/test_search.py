@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.search import DenseIndex, LexicalIndex, TitleIndex, fuse_rankings, fuse_scores, minmax, top_k
+from qa.search import B, K1, DenseIndex, LexicalIndex, TitleIndex, fuse_rankings, fuse_scores, minmax, top_k
 
 
 def _unit(rng, n, dim):
@@ -82,7 +82,7 @@ def test_lexical_index_tokenises_repeated_texts_once_with_the_same_scores():
 
     texts = PASSAGES + PASSAGES[:2]
     repeated = LexicalIndex.build(texts)
-    plain = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    plain = bm25s.BM25(k1=K1, b=B, method="lucene")
     plain.index([tokenize(t) or [""] for t in texts], show_progress=False)
     for q in ("區塊鏈 捷運", "苏州区块链", "python"):
         np.testing.assert_allclose(repeated.scores(q), LexicalIndex(plain).scores(q), rtol=1e-6)
