@@ -76,6 +76,8 @@ def test_a_sentence_repeating_the_question_phrase_outranks_one_with_the_same_wor
     assert best_sentence_overlap(grams, answer, tris) > best_sentence_overlap(grams, scattered, tris)
     assert char_trigrams(fold("區塊鏈 ab 技術")) == {"区块链"}  # CJK runs only, folded
     assert best_sentence_overlap(grams, "", tris) == 0.0
+    # The quote too: with the scattered sentence first, a bigram tie alone would quote it.
+    assert pick_quote(q, scattered + answer).text == answer
 
 
 def test_a_document_the_question_names_by_its_title_is_ranked_up(tmp_path):
