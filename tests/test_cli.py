@@ -214,6 +214,28 @@ def test_build_and_ask_text_mode_in_process(tmp_path, capsys):
     assert "do not seem to answer" in out
 
 
+def test_build_without_options_refreshes_an_index_with_its_own_corpus_encoder_and_split(tmp_path, monkeypatch, capsys):
+    # A refresh used to index ./corpus with the default encoder and split, whatever the index held.
+    corpus = write_corpus(tmp_path / "elsewhere")
+    index = tmp_path / "index"
+    assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash",
+                     "--max-chars", "120", "--quiet"]) == 0
+    first = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    monkeypatch.chdir(tmp_path)  # no corpus/ here
+    capsys.readouterr()
+    assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
+    out, _ = capsys.readouterr()
+    again = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    assert again["corpus"] == first["corpus"] and again["corpus"]["path"] == str(corpus)
+    assert again["encoder"] == first["encoder"] and again["encoder"]["name"].startswith("hash")
+    assert again["split"] == first["split"] and again["split"]["max_chars"] == 120
+    assert f"indexed {len(TINY_DOCS)} documents of {corpus}" in out and "up to 120 characters" in out
+    assert "0 embedded" in out  # nothing changed, so every vector was reused
+    # an option given still wins
+    assert cli_main(["build", "--index", str(index), "--max-chars", "300", "--quiet"]) == 0
+    assert json.loads((index / "manifest.json").read_text(encoding="utf-8"))["split"]["max_chars"] == 300
+
+
 def test_ask_builds_a_missing_index_on_first_use(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "corpus")
     index = tmp_path / "index"
