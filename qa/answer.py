@@ -25,11 +25,12 @@ its general-language IDF (jieba's table) so rare, specific words count more:
     confidence = 0                    if a place, person or organisation name is missing,
                                       or the attribute of (3) is
                = min(1 - missing_share, COVERAGE_SCALE * coverage)    otherwise
-               = sentence_support     when that is under unsure and support under min_support
+    and then, when confidence < unsure and sentence_support < min_support,
+    confidence = min(confidence, sentence_support)
 
 English questions over a Chinese corpus are judged by their words' CC-CEDICT
 translations instead (a word is missing when the dictionary knows it but the
-corpus uses none of its translations); coverage is not used for them. The pipeline
+corpus uses none of its translations); coverage and check (4) are not used for them. The pipeline
 abstains when confidence is below ``threshold`` (0.6): a missing share over 0.4,
 or a coverage under 0.4. Dense cosines are not used: on these corpora the top
 cosine of unanswerable questions overlaps that of answerable ones.
@@ -289,9 +290,10 @@ def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
 
 def sentence_overlaps(q_grams: frozenset[str], grams: Sequence[frozenset[str]],
                       topic: set[str] = frozenset()) -> list[float]:
-    """Share of the question's bigrams (``question_grams``) in each sentence (``sentence_grams``).
+    """Share of the question's bigrams (``question_grams``) in each sentence (``sentence_grams``);
+    the same for trigrams (``char_trigrams``, ``sentence_trigrams``).
 
-    Bigrams that are also in ``topic`` (the document title) count ``TOPIC_WEIGHT``:
+    Grams that are also in ``topic`` (the document title's) count ``TOPIC_WEIGHT``:
     a question names its document's subject, but the answering sentence often leaves
     the subject out ("截尾鹦嘴鱼分布在什么地方?" -> "分布于西太平洋区。").
     """
@@ -317,7 +319,8 @@ def best_sentence_overlap(q_grams: frozenset[str], passage_text: str,
 
 
 def sentence_support(question: str, passage_text: str) -> float:
-    """How much of the question the passage's best sentence says (``best_sentence_overlap`` with trigrams)."""
+    """How much of the question the passage's best sentence says: ``best_sentence_overlap`` of the
+    question's bigrams and trigrams, the score the reranker adds."""
     return best_sentence_overlap(question_grams(question), passage_text, frozenset(char_trigrams(fold(question))))
 
 
