@@ -16,6 +16,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,11 @@ class Pipeline:
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.words = CorpusWords(passages, lexical.bm25.vocab_dict)
-        self.titles = TitleIndex((d.doc_id, d.title) for d in documents)
+
+    @cached_property
+    def titles(self) -> TitleIndex:
+        """The documents' titles as the reranker matches them, built on first use (loading stays fast)."""
+        return TitleIndex((d.doc_id, d.title) for d in self.documents.values())
 
     # ---- building and loading -------------------------------------------------
 
