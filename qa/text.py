@@ -80,6 +80,11 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK_RE.search(text))
 
 
+def cjk_chars(folded: str) -> set[str]:
+    """Set of the CJK ideographs of a text (a question's one-character words match them)."""
+    return set(_CJK_RE.findall(folded))
+
+
 def char_trigrams(folded: str) -> set[str]:
     """Set of character trigrams inside the CJK runs of folded text (phrases a question copies from its answer)."""
     grams: set[str] = set()

@@ -10,7 +10,23 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
-from qa.answer import AbstainConfig, _weight, asked_attributes, best_sentence_overlap, sentence_support, unstated_attribute, confidence, coverage, missing_concepts, pick_quote, question_grams
+from qa.answer import (
+    CHAR_WEIGHT,
+    TOPIC_WEIGHT,
+    AbstainConfig,
+    _weight,
+    asked_attributes,
+    best_sentence_overlap,
+    confidence,
+    coverage,
+    missing_concepts,
+    pick_quote,
+    question_grams,
+    sentence_grams,
+    sentence_overlaps,
+    sentence_support,
+    unstated_attribute,
+)
 from qa.text import char_trigrams, fold
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
@@ -99,6 +115,17 @@ def test_a_document_the_question_names_by_its_title_is_ranked_up(tmp_path):
     assert with_title.best.passage.doc_id == "di"
     assert with_title.hits[0].score - without.hits[1].score == pytest.approx(3.0, abs=1e-5)  # the bonus, added once
     assert p.ask(question, k=2, mode="bm25").best.passage.doc_id == "east"  # single retrievers stay as they are
+
+
+def test_a_one_character_word_of_the_question_counts_a_quarter_of_a_word():
+    # From DRCD dev: the answering sentence shares 东西, 交通, 还是 and the one-character words 用 and 莒.
+    q = "東西莒還是用什麼交通工具互通？"
+    grams = question_grams(q)
+    assert {"用", "莒"} <= grams
+    sentence = sentence_grams("而東西莒交通船用的還是一般的輕型小遊艇。")[0]
+    assert {"用", "莒", "东西", "交通", "还是"} <= sentence
+    assert sentence_overlaps(grams, [sentence]) == [pytest.approx((3 + 2 * CHAR_WEIGHT) / len(grams))]
+    assert sentence_overlaps(frozenset({"莒"}), [sentence], topic={"莒"}) == [pytest.approx(CHAR_WEIGHT * TOPIC_WEIGHT)]
 
 
 def test_a_neighbour_holding_the_rest_of_a_two_part_question_is_quoted_too():
