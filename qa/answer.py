@@ -350,9 +350,12 @@ def pick_quote(
     plus ``PHRASE_WEIGHT`` times their share of the question's character trigrams (bigrams and
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an
     answer-type cue (dates for 'when', digits for 'how many'). When no
-    sentence shares a bigram with the question (e.g. an English question over
-    Chinese text) and an ``embed`` function is given, the sentence with the highest
-    cosine to ``query_vector`` is chosen instead. A neighbour that holds enough of the question's
+    sentence shares a word with the question beyond those of the ``title`` (an English
+    question over Chinese text; "美洲似银汉鱼整体呈什么形状?" over "美洲似银汉鱼…的其中一种。
+    本鱼体呈长梭型…") and an ``embed`` function is given, the sentence with the highest
+    cosine to ``query_vector`` is chosen instead (quote accuracy, against falling back only
+    when nothing at all is shared: CMRC dev 0.871 -> 0.878, DRCD dev 0.905 and the articles
+    set 0.951 unchanged). A neighbour that holds enough of the question's
     remaining bigrams (``NEIGHBOUR_GAIN``) is quoted with the chosen sentence.
     """
     spans = sentence_spans(passage_text) or [(0, len(passage_text))]
@@ -363,7 +366,10 @@ def pick_quote(
     # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
     q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(fold(title))
     overlaps = sentence_overlaps(q_grams, grams, topic=topic)
-    if max(overlaps) == 0 and embed is not None and query_vector is not None:
+    # No sentence says anything of the question beyond its document's subject: judge by meaning.
+    by_meaning = embed is not None and query_vector is not None and not any(
+        (q_grams - topic) & g for g in grams)
+    if by_meaning:
         scores = list(embed(sentences) @ query_vector)
     else:
         q_trigrams = frozenset(char_trigrams(fold(question)))
@@ -374,7 +380,7 @@ def pick_quote(
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.
     if best + 1 < len(spans) and _fragment(passage_text[s:e]):
         return Quote(passage_text[s : spans[best + 1][1]], s, spans[best + 1][1])
-    if max(overlaps) > 0:
+    if not by_meaning and max(overlaps) > 0:
         # A question built from two sentences: quote the neighbour that holds most of the rest of it.
         lacking = q_grams - grams[best]
         neighbours = [n for n in (best - 1, best + 1) if 0 <= n < len(spans)]

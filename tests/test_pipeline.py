@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
@@ -79,6 +80,25 @@ def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_tit
     assert pick_quote(q, text, title="截尾鹦嘴鱼").text.startswith("本鱼分布于西太平洋区")
     # Title bigrams still count a little: with no other overlap, the sentence naming the subject wins.
     assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
+
+
+def test_when_only_title_words_are_shared_the_quote_is_chosen_by_meaning():
+    # From CMRC 2018 dev: 性格 and 特点 are in no sentence; every sentence naming 朱载圳 shares only the title.
+    text = "朱载圳（），明世宗第四子、母卢靖妃。嘉靖十八年（1538年），封景王。朱载圳贪婪蛮横而嘉靖帝骄傲暴躁，父子很不和睦。"
+    q, title = "朱载圳的性格有什么特点?", "朱载圳"
+    assert pick_quote(q, text, title=title).text.startswith("朱载圳（）")  # without embeddings: the lead
+    asked = []
+
+    def embed(sentences):  # a stand-in encoder: the third sentence is the closest
+        asked.append(sentences)
+        return np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+
+    query = np.array([0.0, 1.0], dtype=np.float32)
+    assert pick_quote(q, text, embed, query, title).text == "朱载圳贪婪蛮横而嘉靖帝骄傲暴躁，父子很不和睦。"
+    assert len(asked) == 1
+    # a word shared beyond the title keeps the choice lexical: the encoder is not asked
+    assert pick_quote("朱载圳被封为什么王?", text, embed, query, title).text.endswith("嘉靖十八年（1538年），封景王。")
+    assert len(asked) == 1
 
 
 def test_a_sentence_repeating_the_question_phrase_outranks_one_with_the_same_words_scattered():
