@@ -351,8 +351,8 @@ def pick_quote(
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an
     answer-type cue (dates for 'when', digits for 'how many'). When no
     sentence shares a word with the question beyond those of the ``title`` (an English
-    question over Chinese text; "美洲似银汉鱼整体呈什么形状?" over "美洲似银汉鱼…的其中一种。
-    本鱼体呈长梭型…") and an ``embed`` function is given, the sentence with the highest
+    question over Chinese text; "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。
+    朱载圳贪婪蛮横…") and an ``embed`` function is given, the sentence with the highest
     cosine to ``query_vector`` is chosen instead (quote accuracy, against falling back only
     when nothing at all is shared: CMRC dev 0.871 -> 0.878, DRCD dev 0.905 and the articles
     set 0.951 unchanged). A neighbour that holds enough of the question's
