@@ -19,6 +19,7 @@ from conftest import TINY_DOCS, write_corpus
 
 import qa.encode
 import qa.export
+import qa.export_onnx
 from qa import Pipeline
 from qa.cli import main as cli_main
 from qa.encode import OnnxEncoder, encoder_name, load_encoder
@@ -101,7 +102,7 @@ def test_onnx_encoder_matches_the_float_model(tiny_onnx):
         np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
         # reference: the float32 torch module the export traced, one text at a time (no padding)
         tok = enc._tokenizer
-        model = qa.export._torch_encoder(tiny_bundle())
+        model = qa.export_onnx._torch_encoder(tiny_bundle())
         ref = []
         with torch.no_grad():
             for t in TEXTS:
