@@ -287,16 +287,25 @@ def _cue_bonus(question: str, sentence: str) -> float:
     return bonus
 
 
+@lru_cache(maxsize=1024)
 def question_grams(question: str) -> frozenset[str]:
-    """Bigrams of the question's content words (all its bigrams when it has none)."""
+    """Bigrams of the question's content words (all its bigrams when it has none); cached, as the rerank,
+    the abstention check and the quote read them for one question."""
     return frozenset(set().union(*(char_bigrams(t) for t in tokenize(question))) or char_bigrams(fold(question)))
+
+
+@lru_cache(maxsize=1024)
+def question_trigrams(question: str) -> frozenset[str]:
+    """Character trigrams of the folded question (``char_trigrams``); cached like ``question_grams``."""
+    return frozenset(char_trigrams(fold(question)))
 
 
 @lru_cache(maxsize=8192)
 def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
     """Bigrams and characters of each sentence of a passage (``question_grams`` holds a one-character
     word as itself); cached, since the same passages come back question after question."""
-    return tuple(frozenset(char_bigrams(f) | cjk_chars(f)) for f in (fold(passage_text[s:e]) for s, e in sentence_spans(passage_text)))
+    folded = (fold(passage_text[s:e]) for s, e in sentence_spans(passage_text))
+    return tuple(frozenset(char_bigrams(f) | cjk_chars(f)) for f in folded)
 
 
 def sentence_overlaps(q_grams: frozenset[str], grams: Sequence[frozenset[str]],
@@ -334,7 +343,7 @@ def best_sentence_overlap(q_grams: frozenset[str], passage_text: str,
 def sentence_support(question: str, passage_text: str) -> float:
     """How much of the question the passage's best sentence says: ``best_sentence_overlap`` of the
     question's bigrams and trigrams, the score the reranker adds."""
-    return best_sentence_overlap(question_grams(question), passage_text, frozenset(char_trigrams(fold(question))))
+    return best_sentence_overlap(question_grams(question), passage_text, question_trigrams(question))
 
 
 def pick_quote(
@@ -364,7 +373,8 @@ def pick_quote(
         return Quote(passage_text[s:e], s, e)
     sentences = [passage_text[s:e] for s, e in spans]
     # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
-    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(fold(title))
+    folded_title = fold(title)
+    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(folded_title)
     overlaps = sentence_overlaps(q_grams, grams, topic=topic)
     # No sentence says anything of the question beyond its document's subject: judge by meaning.
     by_meaning = embed is not None and query_vector is not None and not any(
@@ -372,8 +382,8 @@ def pick_quote(
     if by_meaning:
         scores = list(embed(sentences) @ query_vector)
     else:
-        q_trigrams = frozenset(char_trigrams(fold(question)))
-        phrases = sentence_overlaps(q_trigrams, sentence_trigrams(passage_text), char_trigrams(fold(title)))
+        phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
+                                    char_trigrams(folded_title))
         scores = [o + PHRASE_WEIGHT * p + _cue_bonus(question, t) for o, p, t in zip(overlaps, phrases, sentences)]
     best = int(np.argmax(scores))
     s, e = spans[best]

@@ -33,6 +33,7 @@ from .answer import (
     missing_concepts,
     pick_quote,
     question_grams,
+    question_trigrams,
     sentence_support,
     unstated_attribute,
 )
@@ -42,7 +43,7 @@ from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, TitleIndex, fuse_scores, top_k
 from .split import SplitConfig, split_documents
-from .text import char_trigrams, fold, has_cjk
+from .text import has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
@@ -360,7 +361,7 @@ class Pipeline:
         fused = fused.copy()
         if cfg.sentence_weight:
             top = min(len(ids), cfg.rerank_depth)
-            q_grams, q_trigrams = question_grams(question), frozenset(char_trigrams(fold(question)))
+            q_grams, q_trigrams = question_grams(question), question_trigrams(question)
             fused[:top] += cfg.sentence_weight * np.array(
                 [best_sentence_overlap(q_grams, self.passages[int(i)].text, q_trigrams) for i in ids[:top]],
                 dtype=np.float32)
