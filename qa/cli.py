@@ -54,7 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     corpus = args.corpus or built.get("corpus", {}).get("path") or "corpus"
     encoder = args.encoder or built.get("encoder", {}).get("name")
     try:
-        split = SplitConfig(**built["split"]) if "split" in built else SplitConfig()
+        split = SplitConfig.of_index(built)
         if args.max_chars is not None:
             split = dataclasses.replace(split, max_chars=args.max_chars)
     except (TypeError, ValueError) as exc:

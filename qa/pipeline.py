@@ -273,8 +273,8 @@ class Pipeline:
         if encoder is not None and _spec_name(encoder) != built_with:
             return cls.load(index_dir, encoder)  # raises the mismatch with its fix
         if Path(corpus).exists() and is_stale(manifest, corpus):  # rebuilt as it was built: encoder and passage size
-            split = SplitConfig(**manifest["split"]) if "split" in manifest else SplitConfig()
-            return cls.build(corpus, index_dir, encoder or built_with, split=split, progress=progress)[0]
+            return cls.build(corpus, index_dir, encoder or built_with, split=SplitConfig.of_index(manifest),
+                             progress=progress)[0]
         return cls.load(index_dir, encoder)
 
     # ---- asking --------------------------------------------------------------

@@ -42,6 +42,11 @@ class SplitConfig:
         """Plain dict for the manifest."""
         return {"max_chars": self.max_chars, "overlap_chars": self.overlap_chars, "min_chars": self.min_chars}
 
+    @classmethod
+    def of_index(cls, manifest: dict) -> SplitConfig:
+        """The split an index was built with (the default for one whose manifest predates recording it)."""
+        return cls(**manifest["split"]) if "split" in manifest else cls()
+
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """(start, end) of each sentence in ``text[start:end]``, whitespace trimmed."""
