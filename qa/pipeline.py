@@ -311,23 +311,30 @@ class Pipeline:
         return question if tr is None else " ".join(tr[0]) + " " + question
 
     def abstain_confidence(self, question: str, tr: tuple | None | object = _UNSET,
-                           lex: np.ndarray | None = None) -> float:
+                           lex: np.ndarray | None = None, top: str | None = None) -> float:
         """How sure we are the corpus talks about what the question asks (see qa.answer).
 
-        ``lex``: the BM25 scores of ``lexical_query(question)`` when already computed.
+        ``lex``: the BM25 scores of ``lexical_query(question)`` when already computed; ``top``: the
+        text of the best passage found, for check (4) (skipped without it).
         """
         tr = self.translation(question) if tr is _UNSET else tr
         if tr is None:
             words = content_words(question)
             share, name_missing, _ = missing_concepts(question, self.words.present, words)
             if name_missing or not words:
-                return confidence(share, name_missing)
-            lex = self.lexical.scores(question) if lex is None else lex
-            ids, _ = top_k(lex, COVERAGE_DEPTH)
-            texts = [self.passages[int(i)].text for i in ids]
-            if unstated_attribute(question, self.words.present, texts):
-                return confidence(share, True)  # a count or a person the corpus never mentions
-            return confidence(share, False, coverage(words, texts))
+                conf = confidence(share, name_missing)
+            else:
+                lex = self.lexical.scores(question) if lex is None else lex
+                ids, _ = top_k(lex, COVERAGE_DEPTH)
+                texts = [self.passages[int(i)].text for i in ids]
+                # a count or a person the corpus never mentions, else how much one passage holds
+                unstated = unstated_attribute(question, self.words.present, texts)
+                conf = confidence(share, True) if unstated else confidence(share, False, coverage(words, texts))
+            cfg = self.config.abstain
+            if top is not None and conf < cfg.unsure:  # check (4): does one sentence of the best passage say it?
+                support = sentence_support(question, top)
+                conf = min(conf, support) if support < cfg.min_support else conf
+            return conf
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
         return confidence(len(missing) / content if content else 1.0, False)
@@ -389,12 +396,8 @@ class Pipeline:
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
         quote, conf = None, 0.0
         if hits:
-            conf = self.abstain_confidence(q, tr, lex if tr is None else None)
-            cfg = self.config.abstain
-            if tr is None and conf < cfg.unsure:  # check (4) of qa.answer: does one sentence say it?
-                support = sentence_support(q, hits[0].passage.text)
-                conf = min(conf, support) if support < cfg.min_support else conf
-            if conf >= cfg.threshold:
+            conf = self.abstain_confidence(q, tr, lex if tr is None else None, hits[0].passage.text)
+            if conf >= self.config.abstain.threshold:
                 quote = pick_quote(lexical_q, hits[0].passage.text, lambda s: self.encoder.encode(s, "passage"), qvec,
                                    hits[0].passage.title)
         t3 = time.perf_counter()
