@@ -59,7 +59,7 @@ from functools import lru_cache
 import numpy as np
 
 from .schema import Quote
-from .split import sentence_spans
+from .split import quote_spans, sentence_spans
 from .text import STOPWORDS, char_bigrams, char_trigrams, cjk_chars, fold, has_cjk, tokenize
 
 _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
@@ -367,7 +367,7 @@ def pick_quote(
     set 0.951 unchanged). A neighbour that holds enough of the question's
     remaining bigrams (``NEIGHBOUR_GAIN``) is quoted with the chosen sentence.
     """
-    spans = sentence_spans(passage_text) or [(0, len(passage_text))]
+    spans = quote_spans(passage_text)
     if len(spans) == 1:
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)

@@ -189,7 +189,7 @@ def load_real(settings: Settings, log: Log = _stderr) -> RealData:
                              "in evals/ (see evals/DATASETS.md)")
         index = settings.index_root / prebuilt
         try:
-            manifest = store.read_manifest(index)
+            manifest = store.read_manifest(index, any_version=True)
             reuse = manifest["encoder"]["name"] == name
         except QAError:
             reuse = False
@@ -254,6 +254,25 @@ def synthesize(real: RealData, n: int, sigma: float = SIGMA, seed: int = SEED) -
         noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
         vectors[r * m : r * m + count] = noisy
     return documents, passages, vectors
+
+
+def synthesize_sentences(passages: list, vectors: np.ndarray, sigma: float = SIGMA, seed: int = SEED):
+    """Sentence vectors for synthesised passages: each passage's vector plus noise, once per sentence of
+    its text. They cost what real ones would (rows, disk, reads per question); their cosines mean nothing."""
+    from .search import SentenceVectors
+    from .split import quote_spans
+
+    per_text: dict[str, int] = {}
+    counts = np.array([per_text.get(p.text) or per_text.setdefault(p.text, len(quote_spans(p.text)))
+                       for p in passages], dtype=np.int64)
+    rows = np.repeat(np.arange(len(passages)), counts)
+    out = np.empty((len(rows), vectors.shape[1]), dtype=np.float16)
+    rng = np.random.default_rng(seed + 1)
+    for s in range(0, len(rows), 1 << 18):
+        v = vectors[rows[s : s + (1 << 18)]]
+        v = v + rng.standard_normal(v.shape, dtype=np.float32) * sigma
+        out[s : s + len(v)] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return SentenceVectors.build(out, counts)
 
 
 # ---- small measurement helpers ----------------------------------------------------------
@@ -383,7 +402,8 @@ def time_bm25_real(real: RealData) -> dict:
 # ---- one size: build, ANN quality, serve, baselines -------------------------------------
 
 
-def save_index(index_dir: Path, documents: list, passages: list, dense, lexical, encoder_name: str, dim: int) -> dict:
+def save_index(index_dir: Path, documents: list, passages: list, dense, lexical, sentences, encoder_name: str,
+               dim: int) -> dict:
     """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from . import store
     from .pipeline import embed_settings
@@ -392,7 +412,7 @@ def save_index(index_dir: Path, documents: list, passages: list, dense, lexical,
     if index_dir.exists():
         shutil.rmtree(index_dir)
     index_dir.mkdir(parents=True)
-    return store.write_build(index_dir, documents, passages, ["0" * 20] * len(passages), dense, lexical, {
+    return store.write_build(index_dir, documents, passages, ["0" * 20] * len(passages), dense, lexical, sentences, {
         "encoder": {"name": encoder_name, "dim": dim},
         "split": SplitConfig().to_json(),
         "embed": embed_settings(True),
@@ -426,12 +446,18 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     lexical = LexicalIndex.build([p.text for p in passages])
     bm25_s = _ms(t0) / 1e3
     t0 = time.perf_counter()
-    manifest = save_index(index_dir, documents, passages, dense, lexical, real_name(encoder), vectors.shape[1])
+    sentences = synthesize_sentences(passages, vectors, sigma, seed)
+    sentences_s = _ms(t0) / 1e3
+    t0 = time.perf_counter()
+    manifest = save_index(index_dir, documents, passages, dense, lexical, sentences, real_name(encoder),
+                          vectors.shape[1])
+    del sentences
     save_s = _ms(t0) / 1e3
     files = manifest["files"]
     disk = {"dense": files["dense.faiss"]["bytes"],
             "bm25": sum(v["bytes"] for k, v in files.items() if k.startswith("bm25/")),
-            "documents": files["documents.jsonl"]["bytes"], "passages": files["passages.jsonl"]["bytes"]}
+            "documents": files["documents.jsonl"]["bytes"], "passages": files["passages.jsonl"]["bytes"],
+            "sentences": sum(v["bytes"] for k, v in files.items() if k.startswith("sentences/"))}
     disk["total"] = dir_bytes(index_dir)
     build_rss = peak_rss_mb()
     # ANN quality and latency: the product's index against exact search, on real question vectors.
@@ -461,6 +487,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     else:
         ann["exact_search_ms"] = ann["search_ms"]
     return {"n": n, "documents": len(documents), "synth_s": synth_s, "dense_build_s": dense_s, "bm25_build_s": bm25_s,
+            "sentences_synth_s": sentences_s,
             "unique_texts": len({p.text for p in passages}), "save_s": save_s, "disk_bytes": disk,
             "build_peak_rss_mb": build_rss, "ann": ann, "threads": threads,
             "noise_cos": noise_cos}

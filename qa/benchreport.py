@@ -93,14 +93,14 @@ def format_tables(res: dict) -> str:
                      f"{r['dense_build_s']:.2f} | {r['bm25_build_s']:.2f} | {a['recall10']:.3f} | {a['recall50']:.3f} | "
                      f"{a['search_ms']['p50']:.2f} | {a['exact_search_ms']['p50']:.2f} |")
         L += ["", "### Footprint", "",
-              "| passages | on disk MB (dense / BM25 / documents / passages) | build peak RSS MB | "
+              "| passages | on disk MB (dense / BM25 / sentences / documents / passages) | build peak RSS MB | "
               "serve peak RSS MB | load s | warm s | app ready s (its index load) | app first answer s (its ask) |",
               "|---|---|---|---|---|---|---|---|"]
         for r in res["sizes"]:
             d, mb = r["disk_bytes"], 1 / 2**20
             app = r.get("app", {})
             L.append(f"| {_n(r['n'])} | {d['total'] * mb:.1f} ({d['dense'] * mb:.1f} / {d['bm25'] * mb:.1f} / "
-                     f"{d['documents'] * mb:.1f} / {d['passages'] * mb:.1f}) | {r['build_peak_rss_mb']:.0f} | "
+                     f"{_f(d['sentences'] * mb if 'sentences' in d else None)} / {d['documents'] * mb:.1f} / {d['passages'] * mb:.1f}) | {r['build_peak_rss_mb']:.0f} | "
                      f"{r['serve_peak_rss_mb']:.0f} | {r['load_s']:.2f} | {r['warm_s']:.2f} | "
                      f"{_f(app.get('ready_s'))} ({_f(app.get('index_load_s'))}) | {_f(app.get('first_answer_s'))} "
                      f"({_f(app.get('first_ask_s'))}) |")

@@ -48,7 +48,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
     try:
-        built = store.read_manifest(args.index)
+        built = store.read_manifest(args.index, any_version=True)  # an older format is upgraded as it was built
     except QAError:  # none yet, or unreadable: a new index
         built = {}
     corpus = args.corpus or built.get("corpus", {}).get("path") or "corpus"
@@ -65,7 +65,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     for name, what in rep.warnings:
         print(f"warning {name}: {what}", file=sys.stderr)
     print(f"indexed {rep.documents} documents of {corpus} as {rep.passages} passages of up to {split.max_chars} "
-          f"characters ({rep.embedded} embedded, {rep.reused} reused) into {args.index} in {rep.seconds:.1f} s")
+          f"characters ({rep.embedded} embedded, {rep.reused} reused; {rep.sentences} sentences, "
+          f"{rep.sentences_embedded} embedded) into {args.index} in {rep.seconds:.1f} s")
     return 0
 
 

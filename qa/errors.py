@@ -19,6 +19,10 @@ class IndexMismatchError(QAError):
     """The index on disk was built with another format, encoder or settings."""
 
 
+class IndexOutdatedError(IndexMismatchError):
+    """The index was written by an older version of this format; rebuilding upgrades it."""
+
+
 class IndexCorruptError(QAError):
     """A file of the index is missing, truncated or fails its checksum."""
 

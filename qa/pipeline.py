@@ -38,11 +38,18 @@ from .answer import (
     unstated_attribute,
 )
 from .encode import Encoder, encoder_name, load_encoder
-from .errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError, QuestionError
+from .errors import (
+    CorpusError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexOutdatedError,
+    QuestionError,
+)
 from .ingest import IngestReport, load_corpus
 from .schema import MODES, Answer, Document, Hit, Passage
-from .search import DenseIndex, LexicalIndex, TitleIndex, fuse_scores, top_k
-from .split import SplitConfig, split_documents
+from .search import DenseIndex, LexicalIndex, SentenceVectors, TitleIndex, fuse_scores, top_k
+from .split import SplitConfig, quote_spans, split_documents
 from .text import has_cjk
 from .translate import translate
 
@@ -80,6 +87,8 @@ class BuildReport:
     passages: int = 0
     embedded: int = 0
     reused: int = 0
+    sentences: int = 0
+    sentences_embedded: int = 0
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -131,6 +140,7 @@ class Pipeline:
         dense: DenseIndex,
         lexical: LexicalIndex,
         encoder: Encoder,
+        sentences: SentenceVectors,
         config: SearchConfig = SearchConfig(),
     ):
         self.index_dir = index_dir
@@ -140,6 +150,7 @@ class Pipeline:
         self.dense = dense
         self.lexical = lexical
         self.encoder = encoder
+        self.sentences = sentences
         self.config = config
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -173,29 +184,18 @@ class Pipeline:
             raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
         passages = split_documents(ingest.documents, split)
         texts = [embed_text(p, embed_title) for p in passages]
+        sentences = [[p.text[a:b] for a, b in quote_spans(p.text)] for p in passages]
+        texts += [t for ss in sentences for t in ss]
         vhashes = [_vhash(enc.name, t) for t in texts]
+        n = len(passages)
         with store.build_lock(index_dir):
-            cache = _previous_vectors(index_dir, enc)
-            missing = [i for i, h in enumerate(vhashes) if h not in cache]
-            vectors = np.zeros((len(passages), enc.dim), dtype=np.float32)
-            for i, h in enumerate(vhashes):
-                if h in cache:
-                    vectors[i] = cache[h]
-            done = 0
-
-            def tick(n: int) -> None:
-                nonlocal done
-                done += n
-                if progress:
-                    progress("embed", done, len(missing))
-
-            if missing:
-                vectors[missing] = enc.encode([texts[i] for i in missing], "passage", progress=tick)
+            vectors, fresh = _embed(enc, texts, vhashes, _previous_vectors(index_dir, enc), progress)
             if progress:
                 progress("index", 0, 1)
-            dense = DenseIndex.build(vectors)
+            dense = DenseIndex.build(vectors[:n])
+            sent = SentenceVectors.build(vectors[n:], map(len, sentences))
             lexical = LexicalIndex.build([p.text for p in passages])
-            manifest = store.write_build(index_dir, ingest.documents, passages, vhashes, dense, lexical, {
+            manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
                 "encoder": {"name": enc.name, "dim": enc.dim},
                 "split": split.to_json(),
                 "embed": embed_settings(embed_title),
@@ -205,11 +205,12 @@ class Pipeline:
             })
             if progress:
                 progress("index", 1, 1)
-        report.documents, report.passages = len(ingest.documents), len(passages)
-        report.embedded, report.reused = len(missing), len(passages) - len(missing)
+        report.documents, report.passages, report.sentences = len(ingest.documents), n, len(texts) - n
+        report.embedded = int(fresh[:n].sum())
+        report.reused, report.sentences_embedded = n - report.embedded, int(fresh[n:].sum())
         report.seconds = time.perf_counter() - t0
         # What was just written, without reading and hashing it back from disk.
-        return cls(index_dir, manifest, ingest.documents, passages, dense, lexical, enc), report
+        return cls(index_dir, manifest, ingest.documents, passages, dense, lexical, enc, sent), report
 
     @classmethod
     def load(cls, index_dir: str | Path = "index", encoder: str | Encoder | None = None) -> Pipeline:
@@ -236,17 +237,18 @@ class Pipeline:
             passages, _ = store.read_passages(build_dir / "passages.jsonl", {d.doc_id: d for d in docs})
             dense = DenseIndex.load(build_dir / "dense.faiss")
             lexical = LexicalIndex.load(build_dir / "bm25")
+            sentences = SentenceVectors.load(build_dir / "sentences")
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as exc:
             raise IndexCorruptError(
                 f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
                 f"rebuild with: python -m qa build --index {index_dir}"
             ) from None
-        if dense.size != len(passages):
+        if not dense.size == sentences.size == len(passages):
             raise IndexCorruptError(
-                f"index {str(index_dir)!r} holds {dense.size} vectors for {len(passages)} passages; "
-                f"rebuild with: python -m qa build --index {index_dir}"
+                f"index {str(index_dir)!r} holds {dense.size} passage vectors and the sentences of {sentences.size} "
+                f"passages for {len(passages)} passages; rebuild with: python -m qa build --index {index_dir}"
             )
-        return cls(index_dir, manifest, docs, passages, dense, lexical, enc)
+        return cls(index_dir, manifest, docs, passages, dense, lexical, enc, sentences)
 
     @classmethod
     def open(
@@ -262,17 +264,21 @@ class Pipeline:
         encoder than the index's is an ``IndexMismatchError`` (switch encoders with
         ``build``). With the corpus folder gone, the index is served as it is;
         ``corpus=None`` means the corpus the index was built from (``corpus/`` for a new one).
+        An index of an older format is rebuilt the same way (its passage vectors are reused).
         """
+        outdated = False
         try:
             manifest = store.read_manifest(Path(index_dir))
         except IndexMissingError:
             return cls.build("corpus" if corpus is None else corpus, index_dir, encoder, progress=progress)[0]
+        except IndexOutdatedError:
+            manifest, outdated = store.read_manifest(Path(index_dir), any_version=True), True
         if corpus is None:
             corpus = manifest["corpus"]["path"]
         built_with = manifest["encoder"]["name"]
         if encoder is not None and _spec_name(encoder) != built_with:
             return cls.load(index_dir, encoder)  # raises the mismatch with its fix
-        if Path(corpus).exists() and is_stale(manifest, corpus):  # rebuilt as it was built: encoder and passage size
+        if Path(corpus).exists() and (outdated or is_stale(manifest, corpus)):  # rebuilt as it was built
             return cls.build(corpus, index_dir, encoder or built_with, split=SplitConfig.of_index(manifest),
                              progress=progress)[0]
         return cls.load(index_dir, encoder)
@@ -413,17 +419,55 @@ class Pipeline:
 
 
 def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
-    """Vectors of the current index keyed by embedding hash, when it used the same encoder."""
+    """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
+    same encoder; an index of an older format gives its passage vectors."""
     try:
-        manifest = store.read_manifest(index_dir)
+        manifest = store.read_manifest(index_dir, any_version=True)
         if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
             return {}
         build_dir = store.verify_files(index_dir, manifest, deep=False)
-        vhashes = store.read_vhashes(build_dir / "passages.jsonl")
-        vectors = DenseIndex.load(build_dir / "dense.faiss").vectors()
+        cache = dict(zip(store.read_vhashes(build_dir / "passages.jsonl"),
+                         DenseIndex.load(build_dir / "dense.faiss").vectors()))
     except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
         return {}
-    return dict(zip(vhashes, vectors))
+    try:
+        sent = SentenceVectors.load(build_dir / "sentences")
+        docs = {d.doc_id: d for d in store.read_documents(build_dir / "documents.jsonl")}
+        passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
+        texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
+        if len(texts) == len(sent.vectors):  # sentences cut as they are now
+            cache.update(zip((_vhash(enc.name, t) for t in texts), np.asarray(sent.vectors, dtype=np.float32)))
+    except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
+        pass
+    return cache
+
+
+def _embed(enc: Encoder, texts: list[str], vhashes: list[str], cache: dict[str, np.ndarray],
+           progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of ``texts`` (as passages), from ``cache`` where their hash is in it; a text that occurs
+    several times is embedded once. Returns (vectors, which rows were embedded now)."""
+    vectors = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    fresh = np.array([h not in cache for h in vhashes], dtype=bool)
+    first: dict[str, int] = {}
+    for i, h in enumerate(vhashes):
+        if h in cache:
+            vectors[i] = cache[h]
+        else:
+            first.setdefault(h, i)
+    todo = list(first.values())
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("embed", done, len(todo))
+
+    if todo:
+        vectors[todo] = enc.encode([texts[i] for i in todo], "passage", progress=tick)
+        for i in np.flatnonzero(fresh):
+            vectors[i] = vectors[first[vhashes[i]]]
+    return vectors, fresh
 
 
 def _spec_name(encoder: str | Encoder) -> str:

@@ -125,6 +125,61 @@ class DenseIndex:
         return cls(faiss.read_index(str(path)))
 
 
+class SentenceVectors:
+    """The vectors of every passage's sentences (``split.quote_spans``), for sentence-level dense scoring.
+
+    Rows ``offsets[i]:offsets[i + 1]`` of ``vectors`` belong to passage ``i``. Stored as float16 (a
+    cosine moves by under 0.001) and memory-mapped on load: a question reads the rows of its
+    top candidates only.
+    """
+
+    def __init__(self, vectors: np.ndarray, offsets: np.ndarray):
+        self.vectors = vectors
+        self.offsets = offsets
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, counts: Iterable[int]) -> SentenceVectors:
+        """From (total sentences, dim) vectors, passage by passage, and each passage's sentence count."""
+        offsets = np.concatenate([[0], np.cumsum(np.fromiter(counts, dtype=np.int64))]).astype(np.int64)
+        if offsets[-1] != len(vectors):
+            raise ValueError(f"{len(vectors)} sentence vectors for {int(offsets[-1])} sentences")
+        return cls(np.asarray(vectors, dtype=np.float16), offsets)
+
+    @property
+    def size(self) -> int:
+        """Number of passages."""
+        return len(self.offsets) - 1
+
+    def of(self, passage: int) -> np.ndarray:
+        """(sentences, dim) float32 vectors of one passage's sentences."""
+        return np.asarray(self.vectors[self.offsets[passage] : self.offsets[passage + 1]], dtype=np.float32)
+
+    def best(self, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Each passage's highest sentence cosine to a (dim,) query vector: (len(ids),) float32."""
+        if not len(ids):
+            return np.zeros(0, np.float32)
+        rows = [self.of(int(i)) for i in ids]
+        cos = np.concatenate(rows) @ query.astype(np.float32)
+        starts = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
+        return np.maximum.reduceat(cos, starts).astype(np.float32)
+
+    def save(self, folder: Path) -> None:
+        """Write ``vectors.npy`` and ``offsets.npy`` into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "vectors.npy", self.vectors)
+        np.save(folder / "offsets.npy", self.offsets)
+
+    @classmethod
+    def load(cls, folder: Path) -> SentenceVectors:
+        """Read what ``save`` wrote; the vectors are memory-mapped."""
+        offsets = np.load(folder / "offsets.npy")
+        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        if offsets.ndim != 1 or len(offsets) < 1 or offsets[-1] != len(vectors):
+            raise ValueError(f"sentence offsets end at {offsets[-1] if len(offsets) else None}, "
+                             f"vectors hold {len(vectors)} rows")
+        return cls(vectors, offsets)
+
+
 def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (rows are queries; -1 pads)."""
     out = []

@@ -69,6 +69,11 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
     return out
 
 
+def quote_spans(text: str) -> list[tuple[int, int]]:
+    """The sentences a passage is quoted and embedded by: ``sentence_spans``, or the whole text as one."""
+    return sentence_spans(text) or [(0, len(text))]
+
+
 def _cut_long(text: str, s: int, e: int, limit: int) -> Iterator[tuple[int, int]]:
     """Cut one over-long sentence at clause punctuation (or hard) into pieces <= limit."""
     while e - s > limit:

@@ -9,6 +9,8 @@ Layout of an index folder::
         documents.jsonl    one cleaned document a line (full text, blocks, metadata)
         passages.jsonl     one passage a line (offsets only; text is sliced from its document)
         dense.faiss        FAISS index of the passage vectors
+        sentences/         vectors of each passage's sentences (vectors.npy, float16) and the
+                           first row of each passage's (offsets.npy)
         bm25/              bm25s arrays (.npy) and vocabulary (.json)
 
 A build writes a new ``<build_id>/`` folder beside the old one and then replaces
@@ -31,11 +33,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError
+from .errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, IndexOutdatedError
 from .schema import Block, Document, Passage
 
 FORMAT = "qa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentences/ (version 1 indexes are rebuilt, reusing their passage vectors)
 VERIFY_LIMIT = 256 * 1024 * 1024  # files up to this total size are hashed on every load
 
 
@@ -106,9 +108,10 @@ def write_build(
     vhashes: list[str],
     dense,
     lexical,
+    sentences,
     settings: dict,
 ) -> dict:
-    """Write one build (documents, passages, ``dense``, ``lexical``) and commit it with a manifest.
+    """Write one build (documents, passages, ``dense``, ``lexical``, ``sentences``) and commit it with a manifest.
 
     ``settings`` holds the build's own manifest entries: ``encoder``, ``split``, ``embed``,
     ``corpus``, ``skipped`` and ``warnings``. Returns the manifest as written.
@@ -118,13 +121,14 @@ def write_build(
     write_passages(build_dir / "passages.jsonl", passages, vhashes)
     dense.save(build_dir / "dense.faiss")
     lexical.save(build_dir / "bm25")
+    sentences.save(build_dir / "sentences")
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **settings,
         "dense_index": type(dense.index).__name__,
-        "counts": {"documents": len(documents), "passages": len(passages)},
+        "counts": {"documents": len(documents), "passages": len(passages), "sentences": int(sentences.offsets[-1])},
     }
     return commit(index_dir, build_dir, manifest)
 
@@ -138,8 +142,9 @@ def remove_stale(index_dir: Path, keep: str | None) -> None:
             path.unlink(missing_ok=True)
 
 
-def read_manifest(index_dir: Path) -> dict:
-    """Read and check ``manifest.json``; errors say how to rebuild."""
+def read_manifest(index_dir: Path, any_version: bool = False) -> dict:
+    """Read and check ``manifest.json``; errors say how to rebuild. ``any_version``: accept an older
+    ``format_version`` too (to rebuild it, reusing what it holds)."""
     path = index_dir / "manifest.json"
     if not path.is_file():
         raise IndexMissingError(
@@ -153,7 +158,14 @@ def read_manifest(index_dir: Path) -> dict:
         ) from None
     if not isinstance(manifest, dict):
         raise IndexCorruptError(f"{path} is not an index manifest; rebuild with: python -m qa build --index {index_dir}")
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+    version = manifest.get("format_version")
+    older = manifest.get("format") == FORMAT and isinstance(version, int) and 1 <= version < FORMAT_VERSION
+    if older and not any_version:
+        raise IndexOutdatedError(
+            f"index {str(index_dir)!r} was written in format v{version}, this version reads v{FORMAT_VERSION}; "
+            f"rebuild it (passage vectors are reused) with: python -m qa build --index {index_dir}"
+        )
+    if manifest.get("format") != FORMAT or (version != FORMAT_VERSION and not older):
         raise IndexMismatchError(
             f"index {str(index_dir)!r} has format {manifest.get('format')!r} v{manifest.get('format_version')}, "
             f"this version reads {FORMAT!r} v{FORMAT_VERSION}; rebuild with: python -m qa build --index {index_dir}"

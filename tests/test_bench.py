@@ -16,6 +16,7 @@ from conftest import run_qa
 from qa import bench, benchreport
 from qa.bench import BenchError, RealData, parse_sizes, summarize, synthesize
 from qa.search import recall_at
+from qa.split import quote_spans
 
 QUESTIONS = ["苏州是什么时候获批创建区块链发展先导区的？", "臺北捷運何時通車？", "龙井茶产于哪里？",
              "Who created Python?", "相城区有多少家区块链企业？", "捷运由哪家公司营运？"]
@@ -97,6 +98,9 @@ def test_one_size_built_saved_and_served(real, tmp_path):
     assert row["noise_cos"] is not None and 0.8 < row["noise_cos"] < 1.0
     p = Pipeline.load(index_dir, "hash")  # the product reads what the bench wrote
     assert len(p.passages) == n and p.dense.size == n
+    # every passage has a (synthesised) vector per sentence: as many rows as a real build would hold
+    assert p.sentences.size == n and len(p.sentences.vectors) == sum(len(quote_spans(x.text)) for x in p.passages)
+    assert row["disk_bytes"]["sentences"] >= len(p.sentences.vectors) * p.sentences.vectors.shape[1] * 2
     assert p.ask(QUESTIONS[0]).best.passage.text in {q.text for q in real.passages}
     served = bench.serve_size(index_dir, "hash", QUESTIONS[2:], QUESTIONS[:2], 1)
     assert served["n"] == n and served["queries"] == len(QUESTIONS) - 2

@@ -204,7 +204,7 @@ def test_build_and_ask_text_mode_in_process(tmp_path, capsys):
     index = tmp_path / "index"
     assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash", "--quiet"]) == 0
     out, _ = capsys.readouterr()
-    assert f"indexed {len(TINY_DOCS)} documents" in out and "embedded, 0 reused)" in out
+    assert f"indexed {len(TINY_DOCS)} documents" in out and "embedded, 0 reused;" in out and "sentences," in out
     assert cli_main(["ask", QUESTION, "--corpus", str(corpus), "--index", str(index), "--encoder", "hash"]) == 0
     out, err = capsys.readouterr()
     assert "「2021年11月，工信部正式复函，支持苏州市创建区块链发展先导区。」" in out
@@ -230,10 +230,30 @@ def test_build_without_options_refreshes_an_index_with_its_own_corpus_encoder_an
     assert again["encoder"] == first["encoder"] and again["encoder"]["name"].startswith("hash")
     assert again["split"] == first["split"] and again["split"]["max_chars"] == 120
     assert f"indexed {len(TINY_DOCS)} documents of {corpus}" in out and "up to 120 characters" in out
-    assert "0 embedded" in out  # nothing changed, so every vector was reused
+    assert "(0 embedded" in out and "sentences, 0 embedded)" in out  # nothing changed: every vector was reused
     # an option given still wins
     assert cli_main(["build", "--index", str(index), "--max-chars", "300", "--quiet"]) == 0
     assert json.loads((index / "manifest.json").read_text(encoding="utf-8"))["split"]["max_chars"] == 300
+
+
+def test_build_without_options_upgrades_an_index_of_an_older_format_as_it_was_built(tmp_path, monkeypatch, capsys):
+    # The first version of the upgrade indexed ./corpus: the refresh read the old manifest as "no index".
+    corpus = write_corpus(tmp_path / "elsewhere")
+    index = tmp_path / "index"
+    assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash",
+                     "--max-chars", "120", "--quiet"]) == 0
+    m = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    m["format_version"] = 1  # as an older version wrote it
+    (index / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus").mkdir()  # a ./corpus that must not be used
+    (tmp_path / "corpus" / "other.txt").write_text("无关的文档。", encoding="utf-8")
+    capsys.readouterr()
+    assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
+    again = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    assert again["format_version"] == 2 and again["corpus"] == m["corpus"]
+    assert again["encoder"] == m["encoder"] and again["split"]["max_chars"] == 120
+    assert f"indexed {len(TINY_DOCS)} documents of {corpus}" in capsys.readouterr().out
 
 
 def test_ask_builds_a_missing_index_on_first_use(tmp_path, capsys):

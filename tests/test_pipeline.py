@@ -445,3 +445,4 @@ def test_articles_question_set_with_the_real_model_meets_the_core_targets(real_i
     assert s["n_answerable"] >= 40 and s["n_unanswerable"] >= 6
     assert s["hit@1"] >= 0.90 and s["hit@5"] >= 0.98, s
     assert s["wrongly_abstained"] <= 2 and s["abstained_unanswerable"] >= 6, s
+

@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.search import B, K1, DenseIndex, LexicalIndex, TitleIndex, fuse_rankings, fuse_scores, minmax, top_k
+from qa.search import (
+    B,
+    K1,
+    DenseIndex,
+    LexicalIndex,
+    SentenceVectors,
+    TitleIndex,
+    fuse_rankings,
+    fuse_scores,
+    minmax,
+    top_k,
+)
 
 
 def _unit(rng, n, dim):
@@ -220,3 +231,32 @@ def test_title_index_names_the_longest_title_the_question_contains():
     assert titles.named("大曲車站的地址是哪里？") == {"d5", "d6"}
     assert titles.named("苏州" * 20 + "是什么？") == set()  # a headline-length title is never matched
     assert TitleIndex([]).named("任何问题") == set()
+
+
+def test_sentence_vectors_best_is_each_passages_highest_sentence_cosine(tmp_path):
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((9, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    counts = [2, 1, 4, 2]  # passage 2 holds rows 3..6
+    sv = SentenceVectors.build(v, counts)
+    assert sv.size == 4 and sv.vectors.dtype == np.float16
+    q = v[5] + 0.1 * v[0]
+    q /= np.linalg.norm(q)
+    ids = np.array([2, 0, 3, 1])
+    want = [max(v[r] @ q for r in rows) for rows in ([3, 4, 5, 6], [0, 1], [7, 8], [2])]
+    np.testing.assert_allclose(sv.best(ids, q), want, atol=2e-3)
+    assert sv.best(np.array([], dtype=np.int64), q).shape == (0,)
+    sv.save(tmp_path / "sentences")
+    back = SentenceVectors.load(tmp_path / "sentences")
+    np.testing.assert_array_equal(back.offsets, [0, 2, 3, 7, 9])
+    np.testing.assert_allclose(back.of(2), v[3:7], atol=2e-3)
+    np.testing.assert_array_equal(back.best(ids, q), sv.best(ids, q))
+
+
+def test_sentence_vectors_reject_counts_that_do_not_add_up(tmp_path):
+    with pytest.raises(ValueError, match="5 sentence vectors for 4 sentences"):
+        SentenceVectors.build(np.zeros((5, 4), np.float32), [2, 2])
+    SentenceVectors.build(np.zeros((4, 4), np.float32), [2, 2]).save(tmp_path)
+    np.save(tmp_path / "offsets.npy", np.array([0, 2, 3]))  # truncated: ends before the last row
+    with pytest.raises(ValueError, match="offsets end at 3"):
+        SentenceVectors.load(tmp_path)

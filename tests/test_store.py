@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,11 +18,11 @@ from conftest import ROOT, TINY_DOCS, write_corpus
 import qa.store as store
 from qa import Pipeline, SplitConfig
 from qa.encode import HashEncoder, load_encoder
-from qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError
+from qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, IndexOutdatedError
 from qa.ingest import load_corpus
 from qa.pipeline import embed_text
 from qa.search import LexicalIndex
-from qa.split import split_documents
+from qa.split import quote_spans, split_documents
 from qa.text import fold
 
 
@@ -65,19 +66,21 @@ def test_manifest_fields(tmp_path):
     p, report = Pipeline.build(corpus, tmp_path / "index", "hash:32", split=split)
     m = _manifest(tmp_path / "index")
     assert m["format"] == "qa-index"
-    assert m["format_version"] == store.FORMAT_VERSION == 1
+    assert m["format_version"] == store.FORMAT_VERSION == 2
     assert m["encoder"] == {"name": "hash:32", "dim": 32}
     assert m["split"] == {"max_chars": 120, "overlap_chars": 30, "min_chars": 20}
     expected_hashes = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in TINY_DOCS.items()}
     assert m["corpus"]["files"] == expected_hashes
-    assert m["counts"] == {"documents": len(TINY_DOCS), "passages": len(p.passages)}
+    sentences = sum(len(quote_spans(x.text)) for x in p.passages)
+    assert m["counts"] == {"documents": len(TINY_DOCS), "passages": len(p.passages), "sentences": sentences}
     assert report.documents == len(TINY_DOCS) and report.passages == len(p.passages)
+    assert report.sentences == sentences > len(p.passages)
     assert m["dense_index"] == "IndexFlatIP"
     # every data file is listed with its true size and sha256
     build = tmp_path / "index" / m["build"]
     on_disk = {x.relative_to(build).as_posix() for x in build.rglob("*") if x.is_file()}
     assert set(m["files"]) == on_disk
-    assert {"documents.jsonl", "passages.jsonl", "dense.faiss"} <= on_disk
+    assert {"documents.jsonl", "passages.jsonl", "dense.faiss", "sentences/vectors.npy", "sentences/offsets.npy"} <= on_disk
     for rel, meta in m["files"].items():
         data = (build / rel).read_bytes()
         assert meta == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -100,7 +103,7 @@ def test_loading_with_the_same_encoder_instance_works(tiny_built):
     assert again.passages == p.passages
 
 
-@pytest.mark.parametrize("version", [0, 2])
+@pytest.mark.parametrize("version", [0, 3, "2"])
 def test_other_format_version_raises_mismatch(built_index, version):
     _, index, _ = built_index
     m = _manifest(index)
@@ -234,6 +237,12 @@ class CountingEncoder(HashEncoder):
         return super().encode_batch(texts, kind)
 
 
+def _embedded_texts(passages) -> list[str]:
+    """What a build sends the encoder for these passages (folded, as HashEncoder sees them), each text once."""
+    texts = [embed_text(p, True) for p in passages] + [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
+    return sorted({fold(t) for t in texts})
+
+
 def test_incremental_rebuild_embeds_only_changed_passages(tmp_path):
     docs = {
         "a.txt": "甲文档\n\n苏州获批创建区块链发展先导区。工信部正式复函支持苏州。\n\n相城区是核心发展区。\n",
@@ -246,24 +255,65 @@ def test_incremental_rebuild_embeds_only_changed_passages(tmp_path):
 
     enc = CountingEncoder()
     p1, r1 = Pipeline.build(corpus, index, enc, split=split)
-    assert r1.embedded == len(p1.passages) == len(enc.texts) and r1.reused == 0
+    assert r1.embedded == len(p1.passages) and r1.reused == 0
+    assert r1.sentences == r1.sentences_embedded == sum(len(quote_spans(p.text)) for p in p1.passages)
+    assert sorted(enc.texts) == _embedded_texts(p1.passages)  # passages and sentences, each text once
 
     enc = CountingEncoder()
     p2, r2 = Pipeline.build(corpus, index, enc, split=split)  # nothing changed
-    assert (r2.embedded, r2.reused) == (0, len(p1.passages)) and enc.texts == []
+    assert (r2.embedded, r2.reused, r2.sentences_embedded) == (0, len(p1.passages), 0) and enc.texts == []
 
     (corpus / "b.txt").write_text("乙文档新版\n\n高雄輕軌於2015年開始試營運。環狀輕軌串連港區。\n", encoding="utf-8")
     enc = CountingEncoder()
     p3, r3 = Pipeline.build(corpus, index, enc, split=split)
     new_b = [p for p in p3.passages if p.doc_id == "b.txt"]
     assert len(new_b) >= 2
-    assert r3.embedded == len(new_b) == len(enc.texts)
+    assert r3.embedded == len(new_b)
     assert r3.reused == len(p3.passages) - len(new_b) > 0
-    # exactly the new document's passages (as folded, embedded text) went to the encoder
-    assert sorted(enc.texts) == sorted(fold(embed_text(p, True)) for p in new_b)
-    # reused vectors landed in the right rows: equal to embedding every passage from scratch
+    # exactly the new document's passages and sentences (as folded, embedded text) went to the encoder
+    assert sorted(enc.texts) == _embedded_texts(new_b)
+    # reused vectors landed in the right rows: equal to embedding every passage and sentence from scratch
     fresh = HashEncoder().encode([embed_text(p, True) for p in p3.passages])
     np.testing.assert_allclose(p3.dense.vectors(), fresh, atol=1e-6)
+    for i, p in enumerate(p3.passages):
+        want = HashEncoder().encode([p.text[a:b] for a, b in quote_spans(p.text)])
+        np.testing.assert_allclose(p3.sentences.of(i), want, atol=2e-3)  # stored as float16
+
+
+def _downgrade_to_v1(index: Path) -> None:
+    """Make a built index look like one of format v1: no sentences/ folder, version 1."""
+    m = _manifest(index)
+    shutil.rmtree(index / m["build"] / "sentences")
+    m["files"] = {k: v for k, v in m["files"].items() if not k.startswith("sentences/")}
+    m["format_version"] = 1
+    del m["counts"]["sentences"]
+    (index / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+
+
+def test_an_index_of_format_v1_is_upgraded_by_open_reusing_its_passage_vectors(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    index = tmp_path / "index"
+    p1, _ = Pipeline.build(corpus, index, CountingEncoder())
+    _downgrade_to_v1(index)
+    with pytest.raises(IndexOutdatedError, match="format v1.*reads v2.*reused.*python -m qa build --index"):
+        Pipeline.load(index)
+    enc = CountingEncoder()
+    p2 = Pipeline.open(corpus, index, enc)
+    assert _manifest(index)["format_version"] == 2 and p2.passages == p1.passages
+    # only the sentences were embedded; a one-sentence passage without a title is its own sentence
+    sentences = {fold(p.text[a:b]) for p in p1.passages for a, b in quote_spans(p.text)}
+    assert enc.texts and set(enc.texts) <= sentences
+    assert Pipeline.load(index).sentences.size == len(p1.passages)
+
+
+def test_an_outdated_index_without_its_corpus_says_how_to_rebuild(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    index = tmp_path / "index"
+    Pipeline.build(corpus, index, "hash")
+    _downgrade_to_v1(index)
+    shutil.rmtree(corpus)
+    with pytest.raises(IndexOutdatedError, match="python -m qa build --index"):
+        Pipeline.open(corpus, index)
 
 
 def test_open_builds_when_missing_and_reuses_when_fresh(tmp_path):
