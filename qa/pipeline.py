@@ -54,6 +54,7 @@ from .text import has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
+MIN_GAP_PASSAGES = 10  # abstention check (5) compares the best passage with at least this many
 _UNSET = object()  # "translation not computed yet" (None means "not an English-over-Chinese question")
 Progress = Callable[[str, int, int], None]
 
@@ -321,11 +322,13 @@ class Pipeline:
         return question if tr is None else " ".join(tr[0]) + " " + question
 
     def abstain_confidence(self, question: str, tr: tuple | None | object = _UNSET,
-                           lex: np.ndarray | None = None, top: str | None = None) -> float:
+                           lex: np.ndarray | None = None, top: str | None = None,
+                           sentence_gap: float | None = None) -> float:
         """How sure we are the corpus talks about what the question asks (see qa.answer).
 
         ``lex``: the BM25 scores of ``lexical_query(question)`` when already computed; ``top``: the
-        text of the best passage found, for check (4) (skipped without it).
+        text of the best passage found, for check (4); ``sentence_gap``: ``sentence_gap`` of the
+        passages found, for check (5) (each check is skipped without its argument).
         """
         tr = self.translation(question) if tr is _UNSET else tr
         if tr is None:
@@ -344,6 +347,8 @@ class Pipeline:
             if top is not None and conf < cfg.unsure:  # check (4): does one sentence of the best passage say it?
                 support = sentence_support(question, top)
                 conf = min(conf, support) if support < cfg.min_support else conf
+            if sentence_gap is not None and conf < cfg.unsure and sentence_gap < cfg.min_sentence_gap:
+                conf = 0.0  # check (5): no sentence of the best passage means it more than the others do
             return conf
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
@@ -393,6 +398,14 @@ class Pipeline:
         order = np.lexsort((ids, -fused))
         return ids[order], fused[order]
 
+    def sentence_gap(self, ids: np.ndarray, qvec: np.ndarray) -> float | None:
+        """How much closer to the question the first passage's best sentence is than the average
+        passage's best sentence (cosines, over ``ids``); None for fewer than ``MIN_GAP_PASSAGES``."""
+        if len(ids) < MIN_GAP_PASSAGES:
+            return None
+        best = self.sentences.best(ids, qvec)
+        return float(best[0] - best.mean())
+
     def _sentence_vectors(self, row: int) -> Callable[[list[str]], np.ndarray]:
         """``pick_quote``'s embed function for passage ``row``: its stored sentence vectors."""
         def embed(sentences: list[str]) -> np.ndarray:
@@ -413,12 +426,13 @@ class Pipeline:
         tr = self.translation(q)
         lexical_q = self.lexical_query(q, tr)
         lex = None if mode == "dense" else self.lexical.scores(lexical_q)  # abstention reuses them
-        ids, scores = self.retrieve(lexical_q, k, mode, qvec, lex)
+        ids, scores = self.retrieve(lexical_q, max(k, self.config.rerank_depth), mode, qvec, lex)
         t2 = time.perf_counter()
-        hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids, scores), 1))
+        hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids[:k], scores), 1))
         quote, conf = None, 0.0
         if hits:
-            conf = self.abstain_confidence(q, tr, lex if tr is None else None, hits[0].passage.text)
+            gap = self.sentence_gap(ids[: self.config.rerank_depth], qvec)
+            conf = self.abstain_confidence(q, tr, lex if tr is None else None, hits[0].passage.text, gap)
             if conf >= self.config.abstain.threshold:
                 quote = pick_quote(lexical_q, hits[0].passage.text, self._sentence_vectors(int(ids[0])), qvec,
                                    hits[0].passage.title)

@@ -30,7 +30,7 @@ from qa.answer import (
 )
 from qa.text import char_trigrams, fold
 from qa.errors import QuestionError
-from qa.pipeline import MAX_QUESTION_CHARS, clean_question
+from qa.pipeline import MAX_QUESTION_CHARS, MIN_GAP_PASSAGES, clean_question
 from qa.search import minmax
 from qa.split import quote_spans
 
@@ -449,7 +449,29 @@ def test_articles_question_set_with_the_real_model_meets_the_core_targets(real_i
     assert s["wrongly_abstained"] <= 2 and s["abstained_unanswerable"] >= 6, s
 
 
-# ---- sentence vectors: rerank, quote ----------------------------------------
+# ---- sentence vectors: rerank, abstention check (5), quote ----------------------------------------
+
+def test_sentence_gap_is_the_first_passages_lead_over_the_mean_and_needs_ten_passages(built_index):
+    _, _, p = built_index
+    qvec = p.query_vector(REAL_QUESTION)
+    ids = np.array([0, 1] * 5)
+    best = p.sentences.best(ids, qvec)
+    assert p.sentence_gap(ids, qvec) == pytest.approx(float(best[0] - best.mean()))
+    assert p.sentence_gap(ids[:MIN_GAP_PASSAGES - 1], qvec) is None  # too few to compare with
+    assert p.sentence_gap(np.zeros(MIN_GAP_PASSAGES, np.int64), qvec) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_abstention_check_5_applies_only_when_unsure(built_index):
+    _, _, p = built_index
+    conf = p.abstain_confidence(REAL_QUESTION)
+    assert conf >= p.config.abstain.threshold
+    p.config = dataclasses.replace(p.config, abstain=AbstainConfig(unsure=1.01))  # every question is unsure
+    assert p.abstain_confidence(REAL_QUESTION, sentence_gap=0.001) == 0.0
+    assert p.abstain_confidence(REAL_QUESTION, sentence_gap=0.5) == conf
+    assert p.abstain_confidence(REAL_QUESTION, sentence_gap=None) == conf
+    p.config = dataclasses.replace(p.config, abstain=AbstainConfig(unsure=0.0))  # sure enough: not checked
+    assert p.abstain_confidence(REAL_QUESTION, sentence_gap=0.001) == conf
+
 
 def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeypatch):
     _, _, p = built_index
