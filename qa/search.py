@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import IndexCorruptError
 from .text import fold, tokenize
 
 # Measured by ``python -m qa bench`` on 2 AVX2 cores (docs/bench/avx2-2026-11-23/bench.md): one exact
@@ -129,7 +130,7 @@ class SentenceVectors:
     """The vectors of every passage's sentences (``split.quote_spans``), for sentence-level dense scoring.
 
     Rows ``offsets[i]:offsets[i + 1]`` of ``vectors`` belong to passage ``i``. Stored as float16 (a
-    cosine moves by under 0.001) and memory-mapped on load: a question reads the rows of its
+    cosine moves by under 0.001) and left on disk when loaded: a question reads the rows of its
     top candidates only.
     """
 
@@ -171,13 +172,54 @@ class SentenceVectors:
 
     @classmethod
     def load(cls, folder: Path) -> SentenceVectors:
-        """Read what ``save`` wrote; the vectors are memory-mapped."""
+        """Read what ``save`` wrote; the vectors stay on disk and are read row runs at a time (``NpyRows``)."""
         offsets = np.load(folder / "offsets.npy")
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        vectors = NpyRows(folder / "vectors.npy")
         if offsets.ndim != 1 or len(offsets) < 1 or offsets[-1] != len(vectors):
             raise ValueError(f"sentence offsets end at {offsets[-1] if len(offsets) else None}, "
                              f"vectors hold {len(vectors)} rows")
         return cls(vectors, offsets)
+
+
+class NpyRows:
+    """The rows of a 2-d ``.npy`` file, read with ``os.pread`` when sliced: nothing is mapped into the
+    process. A memory map was tried first: a question reads about 20 short runs of rows, but the pages
+    around each were mapped with them, and with a freshly written file the serving process of a
+    100k-passage index grew by the whole 715 MB file over 100 questions (MADV_RANDOM did not help)."""
+
+    def __init__(self, path: Path):
+        with path.open("rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(fh)
+            self.offset = fh.tell()
+        if len(shape) != 2 or fortran or dtype.hasobject:
+            raise ValueError(f"{path.name} is not a 2-d C-ordered array")
+        self.path, self.shape, self.dtype = path, shape, dtype
+        self.row_bytes = shape[1] * dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, step = rows.indices(self.shape[0])
+        n = max(0, stop - start)
+        if step != 1:
+            raise IndexError("NpyRows reads runs of rows (step 1)")
+        data = os.pread(self._fd, n * self.row_bytes, self.offset + start * self.row_bytes)
+        if len(data) != n * self.row_bytes:
+            raise IndexCorruptError(f"{self.path} ends early (truncated?); rebuild the index with: python -m qa build")
+        return np.frombuffer(data, dtype=self.dtype).reshape(n, self.shape[1])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
 
 
 def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
