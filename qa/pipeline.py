@@ -466,7 +466,7 @@ def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
         passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
         texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
         if len(texts) == len(sent.vectors):  # sentences cut as they are now
-            cache.update(zip((_vhash(enc.name, t) for t in texts), np.asarray(sent.vectors, dtype=np.float32)))
+            cache.update(zip((_vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
     except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
         pass
     return cache
