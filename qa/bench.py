@@ -174,7 +174,7 @@ def load_real(settings: Settings, log: Log = _stderr) -> RealData:
     from .encode import encoder_name, load_encoder
     from .evaluate import load_questions
     from .ingest import load_corpus
-    from .pipeline import embed_text
+    from .encode import embed_text
     from .schema import Document, Passage
     from .search import DenseIndex
     from .split import SplitConfig, split_documents
@@ -316,7 +316,7 @@ def _load_pickle(path: Path):
 
 def embed_texts(real: RealData, count: int, seed: int = SEED) -> list[str]:
     """The embed texts (title + heading + passage, as ``build`` embeds) of ``count`` real passages."""
-    from .pipeline import embed_text
+    from .encode import embed_text
 
     rng = np.random.default_rng(seed + 1)
     rows = rng.choice(len(real.passages), min(count, len(real.passages)), replace=False)
@@ -406,7 +406,7 @@ def save_index(index_dir: Path, documents: list, passages: list, dense, lexical,
                dim: int) -> dict:
     """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from . import store
-    from .pipeline import embed_settings
+    from .encode import embed_settings
     from .split import SplitConfig
 
     if index_dir.exists():

@@ -1,4 +1,4 @@
-"""Encode: text to L2-normalised float32 vectors, through one small backend interface.
+"""Encode: text to L2-normalised float32 vectors, through one small backend interface; what a build embeds.
 
 A backend implements ``encode_batch(texts, kind)``; the base class does batching,
 length bucketing, Traditional->Simplified folding and validation. Backends are
@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from .errors import EncoderError
+from .schema import Passage
 from .text import fold
 
 Kind = Literal["query", "passage"]
@@ -312,3 +313,52 @@ def encoder_name(spec: str | None) -> str:
         folder, pinned = _onnx_spec(arg)
         return f"onnx:{folder}#{pinned or onnx_model_hash(folder)}"
     return spec
+
+
+# ---- what a build embeds, and reusing what an earlier build embedded -------------------------
+
+
+def embed_text(p: Passage, with_title: bool) -> str:
+    """The text a passage is embedded as: its title and heading, then the passage."""
+    if not with_title:
+        return p.text
+    head = " ".join(x for x in (p.title, p.heading) if x)
+    return f"{head}\n{p.text}" if head else p.text
+
+
+def embed_settings(with_title: bool) -> dict:
+    """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
+    return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
+
+
+def vhash(encoder: str, text: str) -> str:
+    """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
+    return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
+
+
+def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dict[str, np.ndarray],
+                   progress: Callable[[str, int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of ``texts`` (as passages), from ``cache`` where their hash (``vhash``) is in it; a text
+    that occurs several times is embedded once. Returns (vectors, which rows were embedded now)."""
+    vectors = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    fresh = np.array([h not in cache for h in vhashes], dtype=bool)
+    first: dict[str, int] = {}
+    for i, h in enumerate(vhashes):
+        if h in cache:
+            vectors[i] = cache[h]
+        else:
+            first.setdefault(h, i)
+    todo = list(first.values())
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("embed", done, len(todo))
+
+    if todo:
+        vectors[todo] = enc.encode([texts[i] for i in todo], "passage", progress=tick)
+        for i in np.flatnonzero(fresh):
+            vectors[i] = vectors[first[vhashes[i]]]
+    return vectors, fresh

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import unicodedata
@@ -37,7 +36,7 @@ from .answer import (
     sentence_support,
     unstated_attribute,
 )
-from .encode import Encoder, encoder_name, load_encoder
+from .encode import Encoder, embed_reusing, embed_settings, embed_text, encoder_name, load_encoder, vhash
 from .errors import (
     CorpusError,
     IndexCorruptError,
@@ -97,24 +96,6 @@ class BuildReport:
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
-
-
-def embed_text(p: Passage, with_title: bool) -> str:
-    """The text a passage is embedded as: its title and heading, then the passage."""
-    if not with_title:
-        return p.text
-    head = " ".join(x for x in (p.title, p.heading) if x)
-    return f"{head}\n{p.text}" if head else p.text
-
-
-def embed_settings(with_title: bool) -> dict:
-    """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
-    return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
-
-
-def _vhash(encoder: str, text: str) -> str:
-    """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
-    return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
 
 
 def clean_question(question: str) -> tuple[str, str | None]:
@@ -191,10 +172,10 @@ class Pipeline:
         texts = [embed_text(p, embed_title) for p in passages]
         sentences = [[p.text[a:b] for a, b in quote_spans(p.text)] for p in passages]
         texts += [t for ss in sentences for t in ss]
-        vhashes = [_vhash(enc.name, t) for t in texts]
+        vhashes = [vhash(enc.name, t) for t in texts]
         n = len(passages)
         with store.build_lock(index_dir):
-            vectors, fresh = _embed(enc, texts, vhashes, _previous_vectors(index_dir, enc), progress)
+            vectors, fresh = embed_reusing(enc, texts, vhashes, _previous_vectors(index_dir, enc), progress)
             if progress:
                 progress("index", 0, 1)
             dense = DenseIndex.build(vectors[:n])
@@ -466,38 +447,10 @@ def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
         passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
         texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
         if len(texts) == len(sent.vectors):  # sentences cut as they are now
-            cache.update(zip((_vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
+            cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
     except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
         pass
     return cache
-
-
-def _embed(enc: Encoder, texts: list[str], vhashes: list[str], cache: dict[str, np.ndarray],
-           progress: Progress | None) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of ``texts`` (as passages), from ``cache`` where their hash is in it; a text that occurs
-    several times is embedded once. Returns (vectors, which rows were embedded now)."""
-    vectors = np.zeros((len(texts), enc.dim), dtype=np.float32)
-    fresh = np.array([h not in cache for h in vhashes], dtype=bool)
-    first: dict[str, int] = {}
-    for i, h in enumerate(vhashes):
-        if h in cache:
-            vectors[i] = cache[h]
-        else:
-            first.setdefault(h, i)
-    todo = list(first.values())
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress("embed", done, len(todo))
-
-    if todo:
-        vectors[todo] = enc.encode([texts[i] for i in todo], "passage", progress=tick)
-        for i in np.flatnonzero(fresh):
-            vectors[i] = vectors[first[vhashes[i]]]
-    return vectors, fresh
 
 
 def _spec_name(encoder: str | Encoder) -> str:

@@ -20,7 +20,7 @@ from qa import Pipeline, SplitConfig
 from qa.encode import HashEncoder, load_encoder
 from qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, IndexOutdatedError
 from qa.ingest import load_corpus
-from qa.pipeline import embed_text
+from qa.encode import embed_text
 from qa.search import LexicalIndex
 from qa.split import quote_spans, split_documents
 from qa.text import fold
