@@ -1,4 +1,4 @@
-"""Encode: text to L2-normalised float32 vectors, through one small backend interface; what a build embeds.
+"""Encode: text to L2-normalised float32 vectors, through one small backend interface.
 
 A backend implements ``encode_batch(texts, kind)``; the base class does batching,
 length bucketing, Traditional->Simplified folding and validation. Backends are
@@ -10,6 +10,9 @@ chosen by a spec string:
   (``python -m qa export-model DIR --format onnx``); its canonical name pins the
   model file's hash, ``onnx:/abs/DIR#<sha256[:12]>``.
 - ``hash`` / ``hash:DIM``: a deterministic character-bigram hashing encoder for tests.
+
+What a build embeds (``embed_text``: a passage with its title and heading; its sentences as they
+are) is hashed with the encoder's name (``vhash``), so ``embed_reusing`` embeds only new text.
 """
 
 from __future__ import annotations
