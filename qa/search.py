@@ -209,7 +209,8 @@ class NpyRows:
             raise IndexError("NpyRows reads runs of rows (step 1)")
         data = os.pread(self._fd, n * self.row_bytes, self.offset + start * self.row_bytes)
         if len(data) != n * self.row_bytes:
-            raise IndexCorruptError(f"{self.path} ends early (truncated?); rebuild the index with: python -m qa build")
+            raise IndexCorruptError(f"{self.path} ends early (truncated?); rebuild the index with: "
+                                    f"python -m qa build --index {self.path.parent.parent.parent}")
         return np.frombuffer(data, dtype=self.dtype).reshape(n, self.shape[1])
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
