@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qa.errors import IndexCorruptError
 from qa.search import (
     B,
     K1,
@@ -260,3 +261,16 @@ def test_sentence_vectors_reject_counts_that_do_not_add_up(tmp_path):
     np.save(tmp_path / "offsets.npy", np.array([0, 2, 3]))  # truncated: ends before the last row
     with pytest.raises(ValueError, match="offsets end at 3"):
         SentenceVectors.load(tmp_path)
+
+
+def test_sentence_rows_read_from_disk_and_a_truncated_file_says_how_to_rebuild(tmp_path):
+    folder = tmp_path / "index" / "build-x" / "sentences"
+    v = np.arange(24, dtype=np.float32).reshape(6, 4)
+    SentenceVectors.build(v, [3, 3]).save(folder)
+    loaded = SentenceVectors.load(folder)
+    np.testing.assert_array_equal(loaded.of(1), v[3:])  # small integers are exact in float16
+    np.testing.assert_array_equal(np.asarray(loaded.vectors, dtype=np.float32), v)
+    path = folder / "vectors.npy"
+    path.write_bytes(path.read_bytes()[:-8])  # the last row loses its end after loading
+    with pytest.raises(IndexCorruptError, match=r"ends early.*python -m qa build --index .*index"):
+        loaded.of(1)
