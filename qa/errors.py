@@ -37,3 +37,7 @@ class QuestionError(QAError):
 
 class IndexLockedError(QAError):
     """Another build holds the index lock."""
+
+
+class BenchError(QAError):
+    """A bench setting or input that cannot work; the message says how to fix it."""

@@ -14,7 +14,9 @@ import pytest
 from conftest import run_qa
 
 from qa import bench, benchreport
-from qa.bench import BenchError, RealData, parse_sizes, summarize, synthesize
+from qa.bench import parse_sizes, summarize
+from qa.benchdata import RealData, synthesize
+from qa.errors import BenchError
 from qa.search import recall_at
 from qa.split import quote_spans
 
