@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import OFF_TOPIC, ROOT, TINY_DOCS, run_qa, write_corpus
@@ -23,6 +24,10 @@ def hash_index(tmp_path_factory):
     corpus = write_corpus(base / "corpus")
     Pipeline.build(corpus, base / "index", "hash")
     return base, corpus, base / "index"
+
+
+def _manifest(index: Path) -> dict:
+    return json.loads((index / "manifest.json").read_text(encoding="utf-8"))
 
 
 def _private_copy(hash_index, tmp_path):
@@ -78,7 +83,7 @@ def _case_manifest_missing_fields(hash_index, tmp_path):
 
 def _case_damaged_data_file(hash_index, tmp_path):
     corpus, index = _private_copy(hash_index, tmp_path)
-    build = json.loads((index / "manifest.json").read_text(encoding="utf-8"))["build"]
+    build = _manifest(index)["build"]
     (index / build / "dense.faiss").write_bytes(b"")
     return ["ask", QUESTION, "--corpus", corpus, "--index", index, "--encoder", "hash", "--json"], 1, "dense.faiss"
 
@@ -214,18 +219,24 @@ def test_build_and_ask_text_mode_in_process(tmp_path, capsys):
     assert "do not seem to answer" in out
 
 
-def test_build_without_options_refreshes_an_index_with_its_own_corpus_encoder_and_split(tmp_path, monkeypatch, capsys):
-    # A refresh used to index ./corpus with the default encoder and split, whatever the index held.
+def _built_elsewhere(tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict]:
+    """(corpus, index, manifest) of an index built with the hash encoder and 120-character passages from a
+    corpus outside the working folder, which is then ``tmp_path``."""
     corpus = write_corpus(tmp_path / "elsewhere")
     index = tmp_path / "index"
     assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash",
                      "--max-chars", "120", "--quiet"]) == 0
-    first = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
-    monkeypatch.chdir(tmp_path)  # no corpus/ here
+    monkeypatch.chdir(tmp_path)
+    return corpus, index, _manifest(index)
+
+
+def test_build_without_options_refreshes_an_index_with_its_own_corpus_encoder_and_split(tmp_path, monkeypatch, capsys):
+    # A refresh used to index ./corpus with the default encoder and split, whatever the index held.
+    corpus, index, first = _built_elsewhere(tmp_path, monkeypatch)  # no corpus/ in the working folder
     capsys.readouterr()
     assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
     out, _ = capsys.readouterr()
-    again = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    again = _manifest(index)
     assert again["corpus"] == first["corpus"] and again["corpus"]["path"] == str(corpus)
     assert again["encoder"] == first["encoder"] and again["encoder"]["name"].startswith("hash")
     assert again["split"] == first["split"] and again["split"]["max_chars"] == 120
@@ -233,24 +244,19 @@ def test_build_without_options_refreshes_an_index_with_its_own_corpus_encoder_an
     assert "(0 embedded" in out and "sentences, 0 embedded)" in out  # nothing changed: every vector was reused
     # an option given still wins
     assert cli_main(["build", "--index", str(index), "--max-chars", "300", "--quiet"]) == 0
-    assert json.loads((index / "manifest.json").read_text(encoding="utf-8"))["split"]["max_chars"] == 300
+    assert _manifest(index)["split"]["max_chars"] == 300
 
 
 def test_build_without_options_upgrades_an_index_of_an_older_format_as_it_was_built(tmp_path, monkeypatch, capsys):
     # The first version of the upgrade indexed ./corpus: the refresh read the old manifest as "no index".
-    corpus = write_corpus(tmp_path / "elsewhere")
-    index = tmp_path / "index"
-    assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash",
-                     "--max-chars", "120", "--quiet"]) == 0
-    m = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    corpus, index, m = _built_elsewhere(tmp_path, monkeypatch)
     m["format_version"] = 1  # as an older version wrote it
     (index / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus").mkdir()  # a ./corpus that must not be used
     (tmp_path / "corpus" / "other.txt").write_text("无关的文档。", encoding="utf-8")
     capsys.readouterr()
     assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
-    again = json.loads((index / "manifest.json").read_text(encoding="utf-8"))
+    again = _manifest(index)
     assert again["format_version"] == 2 and again["corpus"] == m["corpus"]
     assert again["encoder"] == m["encoder"] and again["split"]["max_chars"] == 120
     assert f"indexed {len(TINY_DOCS)} documents of {corpus}" in capsys.readouterr().out
