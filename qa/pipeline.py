@@ -25,15 +25,11 @@ from .answer import (
     COVERAGE_DEPTH,
     AbstainConfig,
     CorpusWords,
-    best_sentence_overlap,
     confidence,
     content_words,
     coverage,
     missing_concepts,
     pick_quote,
-    question_grams,
-    question_trigrams,
-    sentence_support,
     unstated_attribute,
 )
 from .encode import Encoder, embed_reusing, embed_settings, embed_text, encoder_name, load_encoder, vhash
@@ -46,6 +42,7 @@ from .errors import (
     QuestionError,
 )
 from .ingest import IngestReport, load_corpus
+from .rerank import best_sentence_overlap, question_grams, question_trigrams, sentence_support
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors, TitleIndex, fuse_scores, minmax, top_k
 from .split import SplitConfig, quote_spans, split_documents

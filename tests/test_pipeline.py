@@ -12,21 +12,23 @@ from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
 from qa.answer import (
-    CHAR_WEIGHT,
-    TOPIC_WEIGHT,
     AbstainConfig,
     _weight,
     asked_attributes,
-    best_sentence_overlap,
     confidence,
     coverage,
     missing_concepts,
     pick_quote,
+    unstated_attribute,
+)
+from qa.rerank import (
+    CHAR_WEIGHT,
+    TOPIC_WEIGHT,
+    best_sentence_overlap,
     question_grams,
     sentence_grams,
     sentence_overlaps,
     sentence_support,
-    unstated_attribute,
 )
 from qa.text import char_trigrams, fold
 from qa.errors import QuestionError
