@@ -6,11 +6,13 @@ The hybrid rerank adds the best sentence's score to the top fused passages
 (``qa.answer.pick_quote``). A sentence scores its share of the question's bigrams
 (content words, ``question_grams``) plus ``PHRASE_WEIGHT`` times its share of the
 question's character trigrams; the grams of a passage's sentences are cached, since
-the same passages come back question after question.
+the same passages come back question after question. A passage that states the
+question's own numbers ("2020年7月") gets ``number_share`` as well.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -102,3 +104,25 @@ def sentence_support(question: str, passage_text: str) -> float:
     """How much of the question the passage's best sentence says: ``best_sentence_overlap`` of the
     question's bigrams and trigrams, the score the reranker adds."""
     return best_sentence_overlap(question_grams(question), passage_text, question_trigrams(question))
+
+
+# A number the question states, with the unit that follows it: "2020年7月" -> "2020年", "7月".
+_QUESTION_NUMBER = re.compile(r"\d+(?:\.\d+)?[年月日号%倍个家条名位万亿]?")
+
+
+@lru_cache(maxsize=1024)
+def question_numbers(question: str) -> tuple[re.Pattern[str], ...]:
+    """A pattern for each number of the folded question (``_QUESTION_NUMBER``) that matches it as a
+    whole number: "7月" is not in "17月" nor "1.7月", "2020" is in "2020年" but not "20201"; cached like
+    ``question_grams``."""
+    found = dict.fromkeys(_QUESTION_NUMBER.findall(fold(question)))
+    return tuple(re.compile(rf"(?<!\d)(?<!\d\.){re.escape(n)}" + (r"(?!\.?\d)" if n[-1].isdigit() else ""))
+                 for n in found)
+
+
+def number_share(numbers: Sequence[re.Pattern[str]], passage_text: str) -> float:
+    """The share of the question's numbers (``question_numbers``) that the passage states; 0 without any."""
+    if not numbers:
+        return 0.0
+    folded = fold(passage_text)
+    return sum(bool(n.search(folded)) for n in numbers) / len(numbers)
