@@ -8,6 +8,7 @@ from itertools import product
 import pytest
 from conftest import TINY_DOCS, run_qa
 
+from qa import Pipeline
 from qa.errors import QuestionError
 from qa.evaluate import EvalQuestion, Outcome, evaluate, is_hit, load_questions, paragraph_span, summarize
 from qa.schema import Document, Passage
@@ -161,6 +162,15 @@ def test_evaluate_rejects_unknown_modes(tiny_built):
     _, _, p = tiny_built
     with pytest.raises(QuestionError, match="'fast'"):
         evaluate(p, [_q("a")], modes=["fast"])
+
+
+def test_evaluate_warms_the_pipeline_before_timing_the_first_question(tiny_built, monkeypatch):
+    _, _, p = tiny_built
+    calls = []
+    monkeypatch.setattr(p, "warm", lambda: calls.append("warm"))
+    monkeypatch.setattr(p, "ask", lambda *a, **k: calls.append("ask") or Pipeline.ask(p, *a, **k))
+    evaluate(p, [_q("a"), _q("b")], modes=["bm25"])
+    assert calls == ["warm", "ask", "ask"]
 
 
 def test_evaluate_in_process_scores_the_tiny_corpus(tiny_built, tmp_path):
