@@ -36,6 +36,7 @@ MODES = [("混合 Hybrid", "hybrid"), ("語義 Dense", "dense"), ("關鍵詞 BM2
 EMPTY_QUESTION = "請輸入一個關於文件內容的問題。\nPlease type a question about the documents."
 INTERNAL_ERROR = "出了點問題，請再試一次。\nSomething went wrong answering this question; please try again."
 DEFAULT_CONCURRENCY = 4
+WARM_WAIT_S = 60  # a question waits at most this long for the warm-up before answering anyway
 
 CSS = """
 .gradio-container { max-width: 1360px !important; }
@@ -141,8 +142,9 @@ class QABlocks(gr.Blocks):
 class ChatHandlers:
     """The event handlers of the app, around one shared read-only pipeline."""
 
-    def __init__(self, pipeline: Pipeline):
+    def __init__(self, pipeline: Pipeline, warmed: threading.Event | None = None):
         self.pipeline = pipeline
+        self.warmed = warmed  # set once the background warm-up is done (``main``)
 
     def respond(self, message: str, history: list | None, mode: str = "hybrid", k: float = 5, refs: list | None = None):
         """Answer one question: (history, textbox value, dropdown update, document panel, refs)."""
@@ -152,6 +154,10 @@ class ChatHandlers:
             history.append({"role": "assistant", "content": R.render_message(EMPTY_QUESTION, "info")})
             return history, "", gr.update(), gr.update(), refs or []
         history.append({"role": "user", "content": R.render_question(text)})
+        if self.warmed is not None:
+            # A question that arrives during the warm-up waits for it instead of loading the same word
+            # lists and dictionaries beside it, both threads fighting for the interpreter.
+            self.warmed.wait(WARM_WAIT_S)
         try:
             answer = self.pipeline.ask(text, k=int(k), mode=mode)
         except QAError as exc:
@@ -202,9 +208,10 @@ def _summary(pipeline: Pipeline) -> str:
     )
 
 
-def build_app(pipeline: Pipeline) -> gr.Blocks:
-    """The chat UI around a loaded pipeline (queue enabled; call ``.launch()`` to serve)."""
-    h = ChatHandlers(pipeline)
+def build_app(pipeline: Pipeline, warmed: threading.Event | None = None) -> gr.Blocks:
+    """The chat UI around a loaded pipeline (queue enabled; call ``.launch()`` to serve); questions
+    wait for ``warmed`` when given (see ``ChatHandlers``)."""
+    h = ChatHandlers(pipeline, warmed)
     with QABlocks(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
         gr.HTML(f"<h2>{R.esc(TITLE)}</h2><p>{_summary(pipeline)}</p>", elem_id="qa-header", js_on_load=None)
         refs = gr.State([])
@@ -298,6 +305,16 @@ class _Progress:
         print(f"  {label}: {done}/{total}", file=sys.stderr, flush=True)
 
 
+def _warm(pipeline: Pipeline, warmed: threading.Event) -> None:
+    """``Pipeline.warm``, then let the questions that wait for it through (also when it fails)."""
+    try:
+        pipeline.warm()
+    except Exception:  # noqa: BLE001 - the first question then loads what it needs itself
+        log.exception("warm-up failed")
+    finally:
+        warmed.set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -319,13 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    demo = build_app(pipeline)
+    warmed = threading.Event()
+    demo = build_app(pipeline, warmed)
     try:
         demo.launch(server_name=args.host, server_port=args.port, show_error=False, prevent_thread_lock=True)
         # Once the server is up, load word lists, dictionary and model in the background so the first
         # question is fast. Started before the launch, this warm-up slowed the server's start from
         # about 5.5 s to 10.5 s (4 runs each, time to HTTP 200 with the 23-passage index).
-        threading.Thread(target=pipeline.warm, name="qa-warm", daemon=True).start()
+        threading.Thread(target=_warm, args=(pipeline, warmed), name="qa-warm", daemon=True).start()
         demo.block_thread()
     except OSError as exc:
         print(f"error: cannot serve on {args.host}:{args.port} ({exc}); try --port", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 import sys
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -320,6 +321,30 @@ def test_qa_errors_become_chat_messages(pipeline):
     assert "index &#60;b&#62;gone&#60;/b&#62;" in history[-1]["content"]
     history, *_ = app.ChatHandlers(Crashing()).respond("q", [], "hybrid", 5, [])
     assert "qa-error" in history[-1]["content"] and "boom" not in history[-1]["content"]
+
+
+def test_a_question_during_the_warm_up_waits_for_it(pipeline):
+    warmed, seen = threading.Event(), []
+
+    class Watching:
+        def __getattr__(self, name):
+            return getattr(pipeline, name)
+
+        def ask(self, *a, **k):
+            seen.append(warmed.is_set())
+            return pipeline.ask(*a, **k)
+
+    timer = threading.Timer(0.3, warmed.set)
+    timer.start()
+    history, *_ = app.ChatHandlers(Watching(), warmed).respond("苏州", [], "hybrid", 5, [])
+    assert seen == [True] and "qa-error" not in history[-1]["content"]
+
+
+def test_a_failed_warm_up_still_lets_questions_through(pipeline, monkeypatch, caplog):
+    warmed = threading.Event()
+    monkeypatch.setattr(pipeline, "warm", lambda: 1 / 0)
+    app._warm(pipeline, warmed)
+    assert warmed.is_set() and "warm-up failed" in caplog.text
 
 
 def test_show_source_and_clear(pipeline):
