@@ -167,9 +167,12 @@ def general_idf() -> tuple[dict[str, float], float]:
 
 @lru_cache(maxsize=1)
 def _posseg():
-    """jieba's part-of-speech tokenizer (shares the prefix dictionary)."""
+    """jieba's part-of-speech tokenizer; it wraps the tokenizer ``qa.text`` cuts words with (one prefix dict)."""
     import jieba.posseg
 
+    from .text import _jieba
+
+    _jieba()  # initialised quietly, once
     return jieba.posseg.dt
 
 

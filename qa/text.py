@@ -46,15 +46,15 @@ def fold(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _jieba():
-    """A jieba tokenizer, initialised once (its prefix dict takes a second)."""
+    """jieba's default tokenizer, initialised once (its prefix dict takes 0.6 s); the part-of-speech
+    tagger that abstention uses (``jieba.posseg.dt``) wraps this same one, so the dict loads once."""
     import logging
 
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    tok = jieba.Tokenizer()
-    tok.initialize()
-    return tok
+    jieba.dt.initialize()
+    return jieba.dt
 
 
 def words(folded: str) -> list[str]:

@@ -502,6 +502,13 @@ def test_rerank_adds_the_scaled_best_sentence_cosine(built_index):
     assert int(got_ids[0]) == int(np.argmax(want))
 
 
+def test_words_and_part_of_speech_tags_share_one_jieba_dictionary():
+    from qa.answer import _posseg
+    from qa.text import _jieba
+
+    assert _posseg().tokenizer is _jieba()
+
+
 def test_question_numbers_match_whole_numbers_with_their_unit():
     numbers = question_numbers("相城區2020年7月那份政策涵蓋幾個方面?")
     assert len(numbers) == 2  # "2020年", "7月"
