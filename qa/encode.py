@@ -365,3 +365,31 @@ def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dic
         for i in np.flatnonzero(fresh):
             vectors[i] = vectors[first[vhashes[i]]]
     return vectors, fresh
+
+
+def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
+    """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
+    same encoder; an index of an older format gives its passage vectors (``embed_reusing``'s cache)."""
+    from . import store
+    from .search import DenseIndex, SentenceVectors
+    from .split import quote_spans
+
+    try:
+        manifest = store.read_manifest(index_dir, any_version=True)
+        if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
+            return {}
+        build_dir = store.verify_files(index_dir, manifest, deep=False)
+        cache = dict(zip(store.read_vhashes(build_dir / "passages.jsonl"),
+                         DenseIndex.load(build_dir / "dense.faiss").vectors()))
+    except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
+        return {}
+    try:
+        sent = SentenceVectors.load(build_dir / "sentences")
+        docs = {d.doc_id: d for d in store.read_documents(build_dir / "documents.jsonl")}
+        passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
+        texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
+        if len(texts) == len(sent.vectors):  # sentences cut as they are now
+            cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
+    except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
+        pass
+    return cache

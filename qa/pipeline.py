@@ -32,7 +32,16 @@ from .answer import (
     pick_quote,
     unstated_attribute,
 )
-from .encode import Encoder, embed_reusing, embed_settings, embed_text, encoder_name, load_encoder, vhash
+from .encode import (
+    Encoder,
+    embed_reusing,
+    embed_settings,
+    embed_text,
+    encoder_name,
+    load_encoder,
+    previous_vectors,
+    vhash,
+)
 from .errors import (
     CorpusError,
     IndexCorruptError,
@@ -185,7 +194,7 @@ class Pipeline:
         vhashes = [vhash(enc.name, t) for t in texts]
         n = len(passages)
         with store.build_lock(index_dir):
-            vectors, fresh = embed_reusing(enc, texts, vhashes, _previous_vectors(index_dir, enc), progress)
+            vectors, fresh = embed_reusing(enc, texts, vhashes, previous_vectors(index_dir, enc), progress)
             if progress:
                 progress("index", 0, 1)
             dense = DenseIndex.build(vectors[:n])
@@ -442,30 +451,6 @@ class Pipeline:
             return self.documents[doc_id]
         except KeyError:
             raise QuestionError(f"no document {doc_id!r} in this index") from None
-
-
-def _previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
-    """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
-    same encoder; an index of an older format gives its passage vectors."""
-    try:
-        manifest = store.read_manifest(index_dir, any_version=True)
-        if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
-            return {}
-        build_dir = store.verify_files(index_dir, manifest, deep=False)
-        cache = dict(zip(store.read_vhashes(build_dir / "passages.jsonl"),
-                         DenseIndex.load(build_dir / "dense.faiss").vectors()))
-    except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
-        return {}
-    try:
-        sent = SentenceVectors.load(build_dir / "sentences")
-        docs = {d.doc_id: d for d in store.read_documents(build_dir / "documents.jsonl")}
-        passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
-        texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
-        if len(texts) == len(sent.vectors):  # sentences cut as they are now
-            cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
-    except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
-        pass
-    return cache
 
 
 def _spec_name(encoder: str | Encoder) -> str:
