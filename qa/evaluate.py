@@ -147,6 +147,8 @@ def summarize(outcomes: list[Outcome], k: int) -> dict:
     out["abstain_recall"] = correct / len(una) if una else None
     out["abstained_unanswerable"] = correct
     out["wrongly_abstained"] = sum(bool(o.question.answers) for o in abstained)
+    # what abstaining is for: questions answered with a passage that does not answer them
+    out["answered_wrongly"] = sum(not o.abstained and (not o.question.answers or o.first_hit != 1) for o in outcomes)
     quotes = [o.quote_ok for o in ans if o.quote_ok is not None]
     out["quote_accuracy"] = _mean(quotes) if quotes else None
     lat = np.array([o.latency_ms for o in outcomes]) if outcomes else np.zeros(1)
@@ -220,7 +222,8 @@ def detail_line(q: EvalQuestion, a: Answer, o: Outcome) -> dict:
 def format_table(summary: dict[str, dict], k: int) -> str:
     """A Markdown table of the main metrics, one column per mode."""
     rows = [f"hit@{x}" for x in HIT_KS if x <= k] + ["mrr@10", f"recall@{k}", "quote_accuracy",
-            "abstain_precision", "abstain_recall", "wrongly_abstained", "latency_ms_mean", "latency_ms_p95", "n"]
+            "abstain_precision", "abstain_recall", "wrongly_abstained", "answered_wrongly", "latency_ms_mean",
+            "latency_ms_p95", "n"]
     modes = list(summary)
     lines = ["| metric | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for r in rows:

@@ -327,8 +327,8 @@ class Pipeline:
         """How sure we are the corpus talks about what the question asks (see qa.answer).
 
         ``lex``: the BM25 scores of ``lexical_query(question)`` when already computed; ``top``: the
-        text of the best passage found, for check (4); ``sentence_gap``: ``sentence_gap`` of the
-        passages found, for check (5) (each check is skipped without its argument).
+        text of the best passage found, for checks (4) and (6); ``sentence_gap``: ``sentence_gap`` of the
+        passages found, for checks (5) and (6) (each check is skipped without its arguments).
         """
         tr = self.translation(question) if tr is _UNSET else tr
         if tr is None:
@@ -344,11 +344,14 @@ class Pipeline:
                 unstated = unstated_attribute(question, self.words.present, texts)
                 conf = confidence(share, True) if unstated else confidence(share, False, coverage(words, texts))
             cfg = self.config.abstain
-            if top is not None and conf < cfg.unsure:  # check (4): does one sentence of the best passage say it?
-                support = sentence_support(question, top)
-                conf = min(conf, support) if support < cfg.min_support else conf
+            support = None if top is None else sentence_support(question, top)
+            if support is not None and conf < cfg.unsure and support < cfg.min_support:
+                conf = min(conf, support)  # check (4): does one sentence of the best passage say it?
             if sentence_gap is not None and conf < cfg.unsure and sentence_gap < cfg.min_sentence_gap:
                 conf = 0.0  # check (5): no sentence of the best passage means it more than the others do
+            if support is not None and sentence_gap is not None and support < cfg.weak_support \
+                    and sentence_gap < cfg.weak_gap:
+                conf = 0.0  # check (6): its best sentence neither says much of it nor means it more than others
             return conf
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses

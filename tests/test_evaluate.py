@@ -43,6 +43,7 @@ def test_summarize_ranks_hand_worked():
     assert s["latency_ms_p95"] == pytest.approx(38.5)  # linear: 30 + 0.85 * (40 - 30)
     assert s["abstain_recall"] is None  # no unanswerable questions
     assert (s["abstained_unanswerable"], s["wrongly_abstained"]) == (0, 0)
+    assert s["answered_wrongly"] == 3  # b, c, d: nothing abstained, only a has its answer at rank 1
 
 
 def test_summarize_only_reports_hit_at_k_up_to_k_and_mrr_is_cut_at_10():
@@ -72,6 +73,8 @@ def test_summarize_abstention_hand_worked():
     # unanswerable {u1, u2}; abstained on u1 -> recall 1/2
     assert s["abstain_recall"] == pytest.approx(1 / 2)
     assert s["abstained_unanswerable"] == 1 and s["wrongly_abstained"] == 1
+    # answered with a passage that does not answer: u2 (nothing does), a2 (rank 2), a3 (no hit)
+    assert s["answered_wrongly"] == 3
     # ranks count answerable questions only: a1 (1), a2 (2), a3 (none)
     assert s["hit@1"] == pytest.approx(1 / 3)
     assert s["hit@3"] == pytest.approx(2 / 3)

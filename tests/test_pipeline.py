@@ -477,6 +477,19 @@ def test_abstention_check_5_applies_only_when_unsure(built_index):
     assert p.abstain_confidence(REAL_QUESTION, sentence_gap=0.001) == conf
 
 
+def test_abstention_check_6_wants_a_best_sentence_that_says_or_means_the_question(built_index):
+    _, _, p = built_index
+    p.config = dataclasses.replace(p.config, abstain=AbstainConfig(unsure=0.0))  # checks (4) and (5) off
+    conf = p.abstain_confidence(REAL_QUESTION)
+    assert conf >= p.config.abstain.threshold
+    says = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) >= 0.3)
+    other = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) < 0.3)
+    assert p.abstain_confidence(REAL_QUESTION, top=other, sentence_gap=0.001) == 0.0  # neither
+    assert p.abstain_confidence(REAL_QUESTION, top=other, sentence_gap=0.5) == conf  # means it
+    assert p.abstain_confidence(REAL_QUESTION, top=says, sentence_gap=0.001) == conf  # says it
+    assert p.abstain_confidence(REAL_QUESTION, top=other) == conf  # no gap to judge by: not checked
+
+
 def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeypatch):
     _, _, p = built_index
     row = next(i for i, x in enumerate(p.passages) if len(quote_spans(x.text)) > 1)
