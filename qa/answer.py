@@ -186,9 +186,9 @@ def _posseg():
     """jieba's part-of-speech tokenizer; it wraps the tokenizer ``qa.text`` cuts words with (one prefix dict)."""
     import jieba.posseg
 
-    from .text import _jieba
+    from .text import jieba_tokenizer
 
-    _jieba()  # initialised quietly, once
+    jieba_tokenizer()  # initialised quietly, once
     return jieba.posseg.dt
 
 

@@ -1,7 +1,7 @@
 """Rerank: how much of the question one sentence of a passage says.
 
 The hybrid rerank adds the best sentence's score to the top fused passages
-(``Pipeline.rerank``), abstention check (4) asks it of the best passage
+(``Pipeline.rerank``), abstention checks (4) and (6) ask it of the best passage
 (``sentence_support``), and the quote is the sentence that scores best
 (``qa.answer.pick_quote``). A sentence scores its share of the question's bigrams
 (content words, ``question_grams``) plus ``PHRASE_WEIGHT`` times its share of the

@@ -45,7 +45,7 @@ def fold(text: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _jieba():
+def jieba_tokenizer():
     """jieba's default tokenizer, initialised once (its prefix dict takes 0.6 s); the part-of-speech
     tagger that abstention uses (``jieba.posseg.dt``) wraps this same one, so the dict loads once."""
     import logging
@@ -60,7 +60,7 @@ def _jieba():
 def words(folded: str) -> list[str]:
     """Split already-folded text into jieba search-mode words and ASCII words."""
     out: list[str] = []
-    cut = _jieba().cut_for_search
+    cut = jieba_tokenizer().cut_for_search
     for m in _TOKEN_RE.finditer(folded):
         piece = m.group()
         if piece[0].isascii():

@@ -517,9 +517,9 @@ def test_rerank_adds_the_scaled_best_sentence_cosine(built_index):
 
 def test_words_and_part_of_speech_tags_share_one_jieba_dictionary():
     from qa.answer import _posseg
-    from qa.text import _jieba
+    from qa.text import jieba_tokenizer
 
-    assert _posseg().tokenizer is _jieba()
+    assert _posseg().tokenizer is jieba_tokenizer()
 
 
 def test_question_numbers_match_whole_numbers_with_their_unit():
