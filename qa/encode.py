@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import EncoderError
 from .schema import Passage
+from .split import quote_spans
 from .text import fold
 
 Kind = Literal["query", "passage"]
@@ -329,6 +330,11 @@ def embed_text(p: Passage, with_title: bool) -> str:
     return f"{head}\n{p.text}" if head else p.text
 
 
+def embed_sentences(p: Passage) -> list[str]:
+    """A passage's sentences as embedded (``split.quote_spans``), in its ``SentenceVectors`` row order."""
+    return [p.text[a:b] for a, b in quote_spans(p.text)]
+
+
 def embed_settings(with_title: bool) -> dict:
     """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
     return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
@@ -372,7 +378,6 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
     same encoder; an index of an older format gives its passage vectors (``embed_reusing``'s cache)."""
     from . import store
     from .search import DenseIndex, SentenceVectors
-    from .split import quote_spans
 
     try:
         manifest = store.read_manifest(index_dir, any_version=True)
@@ -387,7 +392,7 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
         sent = SentenceVectors.load(build_dir / "sentences")
         docs = {d.doc_id: d for d in store.read_documents(build_dir / "documents.jsonl")}
         passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
-        texts = [p.text[a:b] for p in passages for a, b in quote_spans(p.text)]
+        texts = [t for p in passages for t in embed_sentences(p)]
         if len(texts) == len(sent.vectors):  # sentences cut as they are now
             cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
     except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh

@@ -35,6 +35,7 @@ from .answer import (
 from .encode import (
     Encoder,
     embed_reusing,
+    embed_sentences,
     embed_settings,
     embed_text,
     encoder_name,
@@ -61,7 +62,7 @@ from .rerank import (
 )
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors, TitleIndex, fuse_scores, minmax, top_k
-from .split import SplitConfig, quote_spans, split_documents
+from .split import SplitConfig, split_documents
 from .text import has_cjk
 from .translate import translate
 
@@ -189,7 +190,7 @@ class Pipeline:
             raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
         passages = split_documents(ingest.documents, split)
         texts = [embed_text(p, embed_title) for p in passages]
-        sentences = [[p.text[a:b] for a, b in quote_spans(p.text)] for p in passages]
+        sentences = [embed_sentences(p) for p in passages]
         texts += [t for ss in sentences for t in ss]
         vhashes = [vhash(enc.name, t) for t in texts]
         n = len(passages)
