@@ -344,16 +344,8 @@ class Pipeline:
                 # a count or a person the corpus never mentions, else how much one passage holds
                 unstated = unstated_attribute(question, self.words.present, texts)
                 conf = confidence(share, True) if unstated else confidence(share, False, coverage(words, texts))
-            cfg = self.config.abstain
             support = None if top is None else sentence_support(question, top)
-            if support is not None and conf < cfg.unsure and support < cfg.min_support:
-                conf = min(conf, support)  # check (4): does one sentence of the best passage say it?
-            if sentence_gap is not None and conf < cfg.unsure and sentence_gap < cfg.min_sentence_gap:
-                conf = 0.0  # check (5): no sentence of the best passage means it more than the others do
-            if support is not None and sentence_gap is not None and support < cfg.weak_support \
-                    and sentence_gap < cfg.weak_gap:
-                conf = 0.0  # check (6): its best sentence neither says much of it nor means it more than others
-            return conf
+            return self.config.abstain.sentence_checks(conf, support, sentence_gap)
         _, missing, content = tr
         missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
         return confidence(len(missing) / content if content else 1.0, False)

@@ -490,6 +490,23 @@ def test_abstention_check_6_wants_a_best_sentence_that_says_or_means_the_questio
     assert p.abstain_confidence(REAL_QUESTION, top=other) == conf  # no gap to judge by: not checked
 
 
+def test_sentence_checks_by_hand():
+    cfg = AbstainConfig(unsure=0.8, min_support=0.25, min_sentence_gap=0.015, weak_support=0.3, weak_gap=0.025)
+    # (4): unsure and the best sentence says under 0.25 of the question -> confidence is at most that share
+    assert cfg.sentence_checks(0.7, 0.2, None) == 0.2
+    assert cfg.sentence_checks(0.7, 0.25, None) == 0.7
+    assert cfg.sentence_checks(0.9, 0.2, None) == 0.9  # sure: (4) is not asked
+    # (5): unsure and the best sentence stands under 0.015 above the others -> 0
+    assert cfg.sentence_checks(0.7, None, 0.01) == 0.0
+    assert cfg.sentence_checks(0.7, None, 0.015) == 0.7
+    assert cfg.sentence_checks(0.9, None, 0.01) == 0.9
+    # (6): however sure, both weak -> 0; either one strong enough -> unchanged
+    assert cfg.sentence_checks(0.95, 0.29, 0.02) == 0.0
+    assert cfg.sentence_checks(0.95, 0.3, 0.02) == 0.95
+    assert cfg.sentence_checks(0.95, 0.29, 0.025) == 0.95
+    assert cfg.sentence_checks(0.95, None, None) == 0.95
+
+
 def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeypatch):
     _, _, p = built_index
     row = next(i for i, x in enumerate(p.passages) if len(quote_spans(x.text)) > 1)
