@@ -94,7 +94,7 @@ from .rerank import (
 )
 from .schema import Quote
 from .split import quote_spans
-from .text import STOPWORDS, char_bigrams, char_trigrams, fold, has_cjk, tokenize
+from .text import STOPWORDS, CharGrams, char_bigrams, char_trigrams, fold, has_cjk, tokenize
 
 _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
 _HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
@@ -119,6 +119,7 @@ NEIGHBOUR_GAIN = 0.1
 
 COVERAGE_DEPTH = 10  # BM25 passages searched for one that holds the question's words together
 COVERAGE_SCALE = 1.5  # coverage 0.4 scores 0.6, the threshold
+CHAR_GRAMS_LIMIT = 200_000  # passages; past it, a word is present when BM25's vocabulary has its tokens
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,14 @@ class AbstainConfig:
 
 
 class CorpusWords:
-    """Which words a corpus uses: its BM25 vocabulary and (up to 200k passages) its character bigrams."""
+    """Which words a corpus uses: its BM25 vocabulary and (up to ``CHAR_GRAMS_LIMIT`` passages) its
+    characters and character pairs (``CharGrams``: stored with the index, or made on first use)."""
 
-    def __init__(self, passages: Sequence, vocab: dict[str, int]):
+    def __init__(self, passages: Sequence, vocab: dict[str, int], grams: CharGrams | None = None):
         self.vocab = vocab
         self.cjk = sum(map(has_cjk, vocab)) > len(vocab) / 2
         self._passages = passages
-        self._bigrams: set[str] | None = None
+        self._grams = grams
 
     def uses(self, word: str) -> bool:
         """Every BM25 token of ``word`` is in the corpus vocabulary."""
@@ -163,17 +165,19 @@ class CorpusWords:
 
     def present(self, word: str) -> bool:
         """Does the corpus contain this folded word (all its character bigrams, or its BM25 tokens)?"""
-        if self._bigrams is None:  # built on first use, once
-            grams: set[str] = set()
-            if len(self._passages) <= 200_000:
-                for p in self._passages:
-                    t = fold(p.text)
-                    grams.update(t[i : i + 2] for i in range(len(t) - 1))
-                    grams.update(t)
-            self._bigrams = grams
-        if self._bigrams:
-            return all(word[i : i + 2] in self._bigrams for i in range(max(1, len(word) - 1)))
+        if self._grams is None:  # an index written before they were stored: made on first use, once
+            grams = corpus_grams(self._passages)
+            self._grams = CharGrams(np.zeros(0, np.uint64)) if grams is None else grams
+        if len(self._grams.codes):
+            return self._grams.holds(word)
         return self.uses(word)
+
+
+def corpus_grams(passages: Sequence) -> CharGrams | None:
+    """The characters and character pairs of the passages' folded text; None past ``CHAR_GRAMS_LIMIT``."""
+    if len(passages) > CHAR_GRAMS_LIMIT:
+        return None
+    return CharGrams.build(fold(p.text) for p in passages)
 
 
 @lru_cache(maxsize=1)

@@ -26,6 +26,7 @@ from .answer import (
     AbstainConfig,
     CorpusWords,
     confidence,
+    corpus_grams,
     content_words,
     coverage,
     missing_concepts,
@@ -63,7 +64,7 @@ from .rerank import (
 from .schema import MODES, Answer, Document, Hit, Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors, TitleIndex, fuse_scores, minmax, top_k
 from .split import SplitConfig, split_documents
-from .text import has_cjk
+from .text import CharGrams, has_cjk
 from .translate import translate
 
 MAX_QUESTION_CHARS = 1000
@@ -148,6 +149,7 @@ class Pipeline:
         encoder: Encoder,
         sentences: SentenceVectors,
         config: SearchConfig = SearchConfig(),
+        grams: CharGrams | None = None,
     ):
         self.index_dir = index_dir
         self.manifest = manifest
@@ -160,7 +162,7 @@ class Pipeline:
         self.config = config
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.words = CorpusWords(passages, lexical.bm25.vocab_dict)
+        self.words = CorpusWords(passages, lexical.bm25.vocab_dict, grams)
 
     @cached_property
     def titles(self) -> TitleIndex:
@@ -201,6 +203,7 @@ class Pipeline:
             dense = DenseIndex.build(vectors[:n])
             sent = SentenceVectors.build(vectors[n:], map(len, sentences))
             lexical = LexicalIndex.build([p.text for p in passages])
+            grams = corpus_grams(passages)
             manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
                 "encoder": {"name": enc.name, "dim": enc.dim},
                 "split": split.to_json(),
@@ -208,7 +211,7 @@ class Pipeline:
                 "corpus": {"path": str(corpus), "files": ingest.hashes},
                 "skipped": [list(s) for s in ingest.skipped],
                 "warnings": [list(w) for w in ingest.warnings],
-            })
+            }, grams)
             if progress:
                 progress("index", 1, 1)
         report.documents, report.passages, report.sentences = len(ingest.documents), n, len(texts) - n
@@ -216,7 +219,7 @@ class Pipeline:
         report.reused, report.sentences_embedded = n - report.embedded, int(fresh[n:].sum())
         report.seconds = time.perf_counter() - t0
         # What was just written, without reading and hashing it back from disk.
-        return cls(index_dir, manifest, ingest.documents, passages, dense, lexical, enc, sent), report
+        return cls(index_dir, manifest, ingest.documents, passages, dense, lexical, enc, sent, grams=grams), report
 
     @classmethod
     def load(cls, index_dir: str | Path = "index", encoder: str | Encoder | None = None) -> Pipeline:
@@ -244,6 +247,8 @@ class Pipeline:
             dense = DenseIndex.load(build_dir / "dense.faiss")
             lexical = LexicalIndex.load(build_dir / "bm25")
             sentences = SentenceVectors.load(build_dir / "sentences")
+            grams_file = build_dir / CharGrams.FILE  # absent from indexes built before it was stored
+            grams = CharGrams.load(grams_file) if grams_file.is_file() else None
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as exc:
             raise IndexCorruptError(
                 f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
@@ -254,7 +259,7 @@ class Pipeline:
                 f"index {str(index_dir)!r} holds {dense.size} passage vectors and the sentences of {sentences.size} "
                 f"passages for {len(passages)} passages; rebuild with: python -m qa build --index {index_dir}"
             )
-        return cls(index_dir, manifest, docs, passages, dense, lexical, enc, sentences)
+        return cls(index_dir, manifest, docs, passages, dense, lexical, enc, sentences, grams=grams)
 
     @classmethod
     def open(

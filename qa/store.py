@@ -12,6 +12,9 @@ Layout of an index folder::
         sentences/         vectors of each passage's sentences (vectors.npy, float16) and the
                            first row of each passage's (offsets.npy)
         bm25/              bm25s arrays (.npy) and vocabulary (.json)
+        chargrams.npy      sorted codes of the folded text's characters and character pairs
+                           (abstention's "does the corpus use this word"; up to 200,000 passages,
+                           and absent from indexes built before 2026-12-01: made on first use)
 
 A build writes a new ``<build_id>/`` folder beside the old one and then replaces
 ``manifest.json`` with ``os.replace``: until that instant the old manifest and its
@@ -110,8 +113,10 @@ def write_build(
     lexical,
     sentences,
     settings: dict,
+    grams=None,
 ) -> dict:
-    """Write one build (documents, passages, ``dense``, ``lexical``, ``sentences``) and commit it with a manifest.
+    """Write one build (documents, passages, ``dense``, ``lexical``, ``sentences``, ``grams`` when given)
+    and commit it with a manifest.
 
     ``settings`` holds the build's own manifest entries: ``encoder``, ``split``, ``embed``,
     ``corpus``, ``skipped`` and ``warnings``. Returns the manifest as written.
@@ -122,6 +127,8 @@ def write_build(
     dense.save(build_dir / "dense.faiss")
     lexical.save(build_dir / "bm25")
     sentences.save(build_dir / "sentences")
+    if grams is not None:
+        grams.save(build_dir / grams.FILE)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

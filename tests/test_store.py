@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, TINY_DOCS, write_corpus
 
+import qa.answer as answer
 import qa.store as store
 from qa import Pipeline, SplitConfig
 from qa.encode import HashEncoder, load_encoder
@@ -80,7 +81,8 @@ def test_manifest_fields(tmp_path):
     build = tmp_path / "index" / m["build"]
     on_disk = {x.relative_to(build).as_posix() for x in build.rglob("*") if x.is_file()}
     assert set(m["files"]) == on_disk
-    assert {"documents.jsonl", "passages.jsonl", "dense.faiss", "sentences/vectors.npy", "sentences/offsets.npy"} <= on_disk
+    assert {"documents.jsonl", "passages.jsonl", "dense.faiss", "sentences/vectors.npy", "sentences/offsets.npy",
+            "chargrams.npy"} <= on_disk
     for rel, meta in m["files"].items():
         data = (build / rel).read_bytes()
         assert meta == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -119,7 +121,8 @@ def test_missing_index_raises_index_missing(tmp_path):
         Pipeline.load(tmp_path / "nothing")
 
 
-@pytest.mark.parametrize("name", ["dense.faiss", "passages.jsonl", "documents.jsonl", "bm25/vocab.index.json"])
+@pytest.mark.parametrize("name", ["dense.faiss", "passages.jsonl", "documents.jsonl", "bm25/vocab.index.json",
+                                  "chargrams.npy"])
 @pytest.mark.parametrize("damage", ["truncate", "flip-first", "flip-middle", "flip-last", "delete"])
 def test_damaged_data_file_raises_index_corrupt(built_index, name, damage):
     _, index, _ = built_index
@@ -353,3 +356,23 @@ def test_open_rebuilds_a_stale_index_with_its_own_passage_size(tmp_path):
     p = Pipeline.open(corpus, index)
     assert _manifest(index)["split"]["max_chars"] == 40
     assert any("碧螺春" in x.text for x in p.passages) and max(len(x.text) for x in p.passages) <= 40
+
+
+def test_the_corpus_character_pairs_are_stored_with_the_index_and_read_back(built_index, monkeypatch):
+    _, index, built = built_index
+    loaded = Pipeline.load(index)
+    assert np.array_equal(loaded.words._grams.codes, built.words._grams.codes) and len(built.words._grams.codes)
+    monkeypatch.setattr(answer, "corpus_grams", lambda passages: pytest.fail("made again on load"))
+    assert loaded.words.present(fold("龍井茶")) and not loaded.words.present(fold("大熊貓"))
+
+
+def test_an_index_without_stored_character_pairs_makes_them_on_first_use(built_index):
+    _, index, built = built_index
+    m = _manifest(index)
+    (_build_dir(index) / "chargrams.npy").unlink()  # as an index built before they were stored
+    del m["files"]["chargrams.npy"]
+    (index / "manifest.json").write_text(json.dumps(m, ensure_ascii=False), encoding="utf-8")
+    loaded = Pipeline.load(index)
+    assert loaded.words._grams is None
+    assert loaded.words.present(fold("龍井茶")) and not loaded.words.present(fold("大熊貓"))
+    assert np.array_equal(loaded.words._grams.codes, built.words._grams.codes)

@@ -16,7 +16,7 @@ from .measure import dir_bytes, load_pickle, ms_since, peak_rss_mb, set_threads,
 
 
 def save_index(index_dir: Path, documents: list, passages: list, dense, lexical, sentences, encoder_name: str,
-               dim: int) -> dict:
+               dim: int, grams=None) -> dict:
     """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from .. import store
     from ..encode import embed_settings
@@ -32,7 +32,7 @@ def save_index(index_dir: Path, documents: list, passages: list, dense, lexical,
         "corpus": {"path": str(index_dir / "no-corpus (synthesised by qa bench)"), "files": {}},
         "skipped": [],
         "warnings": [],
-    })
+    }, grams)
 
 
 def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions: list[str],
@@ -42,6 +42,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     import faiss
 
     from ..encode import load_encoder
+    from ..answer import corpus_grams
     from ..search import DenseIndex, LexicalIndex
 
     real = load_pickle(real_path)
@@ -62,8 +63,11 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     sentences = synthesize_sentences(passages, vectors, sigma, seed)
     sentences_s = ms_since(t0) / 1e3
     t0 = time.perf_counter()
+    grams = corpus_grams(passages)
+    grams_s = ms_since(t0) / 1e3
+    t0 = time.perf_counter()
     manifest = save_index(index_dir, documents, passages, dense, lexical, sentences, real_name(encoder),
-                          vectors.shape[1])
+                          vectors.shape[1], grams)
     del sentences
     save_s = ms_since(t0) / 1e3
     files = manifest["files"]
@@ -100,7 +104,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     else:
         ann["exact_search_ms"] = ann["search_ms"]
     return {"n": n, "documents": len(documents), "synth_s": synth_s, "dense_build_s": dense_s, "bm25_build_s": bm25_s,
-            "sentences_synth_s": sentences_s,
+            "sentences_synth_s": sentences_s, "chargrams_build_s": grams_s,
             "unique_texts": len({p.text for p in passages}), "save_s": save_s, "disk_bytes": disk,
             "build_peak_rss_mb": build_rss, "ann": ann, "threads": threads,
             "noise_cos": noise_cos}
