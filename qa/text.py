@@ -186,4 +186,6 @@ class CharGrams:
         codes = np.load(path, allow_pickle=False)
         if codes.dtype != np.uint64 or codes.ndim != 1:
             raise ValueError(f"{path.name} holds {codes.dtype} of shape {codes.shape}, expected 1-d uint64")
+        if len(codes) > 1 and not bool(np.all(codes[1:] > codes[:-1])):  # a binary search needs them sorted
+            raise ValueError(f"{path.name} is not sorted")
         return cls(codes)

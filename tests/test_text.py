@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from conftest import REAL_CORPUS
 
 from qa.text import CharGrams, fold
@@ -48,3 +49,6 @@ def test_char_grams_round_trip(tmp_path):
     grams.save(tmp_path / CharGrams.FILE)
     assert np.array_equal(CharGrams.load(tmp_path / CharGrams.FILE).codes, grams.codes)
     assert not CharGrams(np.zeros(0, np.uint64)).holds("区")
+    np.save(tmp_path / CharGrams.FILE, grams.codes[::-1].copy())  # a binary search over these would lie
+    with pytest.raises(ValueError, match="not sorted"):
+        CharGrams.load(tmp_path / CharGrams.FILE)
