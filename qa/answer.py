@@ -121,6 +121,14 @@ _FRAME = frozenset("文章 本文 文中 提到 提及 根据 据 说 认为 指
 # articles set 0.951 at each; the mean quote grew from 53 to 57-58 characters at 0.1.
 NEIGHBOUR_GAIN = 0.1
 
+# The quote's sentence score also counts the share of the characters of the question's content words
+# (less the title's) that a sentence holds: a Chinese paraphrase keeps a character of the word it
+# replaces ("主要的食物" / "主要猎食", "弟弟" / "胞弟", "著作" / "著有", "封地" / "封国"). Quote accuracy
+# (800-character passages), 0 -> 0.1 / 0.2 / 0.4 / 0.6 / 1.0: CMRC dev 0.874 -> 0.877 / 0.879 / 0.884 /
+# 0.882 / 0.883, DRCD dev 0.902 -> 0.905 / 0.906 / 0.907 / 0.907 / 0.905, articles set 0.940 -> 0.929 /
+# 0.929 / 0.929 / 0.940 / 0.940 (one question).
+CHAR_WEIGHT = 0.6
+
 
 COVERAGE_DEPTH = 10  # BM25 passages searched for one that holds the question's words together
 COVERAGE_SCALE = 1.5  # coverage 0.4 scores 0.6, the threshold
@@ -334,7 +342,8 @@ def pick_quote(
     Sentences are scored by the share of the bigrams of the question's content words they contain,
     plus ``PHRASE_WEIGHT`` times their share of the question's character trigrams (bigrams and
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an
-    answer-type cue (dates for 'when', digits for 'how many'). When no
+    answer-type cue (dates for 'when', digits for 'how many'), plus ``CHAR_WEIGHT`` times their share
+    of the characters of the question's content words beyond the title's. When no
     sentence shares a word with the question beyond those of the ``title`` (an English
     question over Chinese text; "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。
     朱载圳贪婪蛮横…") and an ``embed`` function is given, the sentence with the highest
@@ -361,6 +370,9 @@ def pick_quote(
         phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
                                     char_trigrams(folded_title))
         scores = [o + PHRASE_WEIGHT * p + _cue_bonus(question, t) for o, p, t in zip(overlaps, phrases, sentences)]
+        chars = set("".join(w for w, _ in content_words(question))) - set(folded_title)
+        if chars:
+            scores = [x + CHAR_WEIGHT * len(chars & set(fold(t))) / len(chars) for x, t in zip(scores, sentences)]
     best = int(np.argmax(scores))
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.

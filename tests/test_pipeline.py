@@ -11,6 +11,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_CORPUS, TINY_DOCS, run_qa
 
 from qa import Answer, Pipeline
+import qa.answer as answer_module
 from qa.answer import (
     AbstainConfig,
     _weight,
@@ -591,3 +592,17 @@ def test_a_rerank_signal_ranks_the_answer_first(real_index, weight, qids):
                 assert is_hit(q, top, p.documents) is answered, (weight, value, q.question, top.text[:80])
     finally:
         p.config = config
+
+
+@pytest.mark.parametrize("question, passage, title, answer", [
+    ("新西兰鸲鹟主要的食物是什么？", "新西兰鸲鹟主要分布在北岛的中部，小部份在岛屿湾。牠们主要猎食无脊椎动物，包括蝉、蚯蚓及蜘蛛。",
+     "新西兰鸲鹟", "无脊椎动物"),
+    ("许国佐有着哪些著作？", "许国佐，又名许钦翼，号班王、旧庵、拙庵。广东海阳人，明朝政治人物。著有《蜀弦集》和《百洲堂集》等。",
+     "许国佐", "蜀弦集"),
+    ("黑边天竺鲷鱼体呈什么颜色？", "黑边天竺鲷，俗名大目侧仔，为辐鳍鱼纲鲈形目鲈亚目天竺鲷科的其中一个种。本鱼体呈银灰色，眼径较吻长为大。",
+     "黑边天竺鲷", "银灰色"),
+])
+def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title, answer, monkeypatch):
+    assert answer in pick_quote(question, passage, title=title).text
+    monkeypatch.setattr(answer_module, "CHAR_WEIGHT", 0.0)
+    assert answer not in pick_quote(question, passage, title=title).text  # the words alone pick the other
