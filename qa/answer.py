@@ -99,7 +99,7 @@ from .rerank import (
 )
 from .schema import Quote
 from .split import quote_spans
-from .text import STOPWORDS, CharGrams, char_bigrams, char_trigrams, fold, has_cjk, tokenize
+from .text import STOPWORDS, CharGrams, char_bigrams, char_trigrams, cjk_chars, fold, has_cjk, tokenize
 
 _WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
 _HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
@@ -127,7 +127,7 @@ NEIGHBOUR_GAIN = 0.1
 # (800-character passages), 0 -> 0.1 / 0.2 / 0.4 / 0.6 / 1.0: CMRC dev 0.874 -> 0.877 / 0.879 / 0.884 /
 # 0.882 / 0.883, DRCD dev 0.902 -> 0.905 / 0.906 / 0.907 / 0.907 / 0.905, articles set 0.940 -> 0.929 /
 # 0.929 / 0.929 / 0.940 / 0.940 (one question).
-CHAR_WEIGHT = 0.6
+CHAR_SHARE_WEIGHT = 0.6
 
 
 COVERAGE_DEPTH = 10  # BM25 passages searched for one that holds the question's words together
@@ -342,7 +342,7 @@ def pick_quote(
     Sentences are scored by the share of the bigrams of the question's content words they contain,
     plus ``PHRASE_WEIGHT`` times their share of the question's character trigrams (bigrams and
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an
-    answer-type cue (dates for 'when', digits for 'how many'), plus ``CHAR_WEIGHT`` times their share
+    answer-type cue (dates for 'when', digits for 'how many'), plus ``CHAR_SHARE_WEIGHT`` times their share
     of the characters of the question's content words beyond the title's. When no
     sentence shares a word with the question beyond those of the ``title`` (an English
     question over Chinese text; "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。
@@ -370,9 +370,10 @@ def pick_quote(
         phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
                                     char_trigrams(folded_title))
         scores = [o + PHRASE_WEIGHT * p + _cue_bonus(question, t) for o, p, t in zip(overlaps, phrases, sentences)]
-        chars = set("".join(w for w, _ in content_words(question))) - set(folded_title)
+        # the question's content characters beyond the title's; ``grams`` already hold each sentence's
+        chars = cjk_chars("".join(w for w, _ in content_words(question))) - set(folded_title)
         if chars:
-            scores = [x + CHAR_WEIGHT * len(chars & set(fold(t))) / len(chars) for x, t in zip(scores, sentences)]
+            scores = [x + CHAR_SHARE_WEIGHT * len(chars & g) / len(chars) for x, g in zip(scores, grams)]
     best = int(np.argmax(scores))
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.

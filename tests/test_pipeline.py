@@ -604,5 +604,5 @@ def test_a_rerank_signal_ranks_the_answer_first(real_index, weight, qids):
 ])
 def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title, answer, monkeypatch):
     assert answer in pick_quote(question, passage, title=title).text
-    monkeypatch.setattr(answer_module, "CHAR_WEIGHT", 0.0)
+    monkeypatch.setattr(answer_module, "CHAR_SHARE_WEIGHT", 0.0)
     assert answer not in pick_quote(question, passage, title=title).text  # the words alone pick the other
