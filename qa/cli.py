@@ -11,13 +11,30 @@ import dataclasses
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 
 from . import store
-from .errors import QAError
+from .errors import IndexMissingError, QAError
 from .split import SplitConfig
 
 MODE_CHOICES = ("hybrid", "dense", "bm25")
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def inert(text: object) -> str:
+    """``text`` safe to print to a terminal: control characters (escape sequences, bells, carriage
+    returns) and bidirectional overrides are shown as ``\\xNN`` / ``\\uNNNN`` escapes, so a document
+    cannot clear the screen, retitle the window or disguise a link. Newlines and tabs are kept."""
+    out = []
+    for c in str(text):
+        if c in "\n\t" or (c.isprintable() and c not in _BIDI):
+            out.append(c)
+        elif unicodedata.category(c) in ("Zs",):
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
 
 
 def _progress_bar(enabled: bool):
@@ -49,9 +66,20 @@ def cmd_build(args: argparse.Namespace) -> int:
     # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
     try:
         built = store.read_manifest(args.index, any_version=True)  # an older format is upgraded as it was built
-    except QAError:  # none yet, or unreadable: a new index
+    except IndexMissingError:  # a new index
         built = {}
-    corpus = args.corpus or built.get("corpus", {}).get("path") or "corpus"
+    except QAError:  # unreadable: replacing it needs to be told from what (the error says what to pass)
+        if args.corpus is None:
+            raise
+        built = {}
+    corpus = args.corpus
+    if corpus is None and built:
+        corpus = store.corpus_path(built, args.index)
+        if corpus is None:
+            raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from (it records "
+                          f"{built['corpus'].get('path')!r}, relative to where it was built); refresh it with: "
+                          f"{store.rebuild_command(args.index, built)}")
+    corpus = corpus or "corpus"
     encoder = args.encoder or built.get("encoder", {}).get("name")
     try:
         split = SplitConfig.of_index(built)
@@ -61,9 +89,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise QAError(f"--max-chars: {exc}") from None
     _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet))
     for name, why in rep.skipped:
-        print(f"skipped {name}: {why}", file=sys.stderr)
+        print(inert(f"skipped {name}: {why}"), file=sys.stderr)
     for name, what in rep.warnings:
-        print(f"warning {name}: {what}", file=sys.stderr)
+        print(inert(f"warning {name}: {what}"), file=sys.stderr)
     print(f"indexed {rep.documents} documents of {corpus} as {rep.passages} passages of up to {split.max_chars} "
           f"characters ({rep.embedded} embedded, {rep.reused} reused; {rep.sentences} sentences, "
           f"{rep.sentences_embedded} embedded) into {args.index} in {rep.seconds:.1f} s")
@@ -75,26 +103,29 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
 
     p = Pipeline.open(args.corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
+    for warning in p.warnings:
+        print(inert(f"warning: {' '.join(warning.split())}"), file=sys.stderr)
     a = p.ask(args.question, k=args.k, mode=args.mode)
     if args.json:
         print(json.dumps(a.to_json(), ensure_ascii=False))
         return 0
+    lines = []
     if a.notice:
-        print(f"note: {a.notice}")
+        lines.append(f"note: {a.notice}")
     if not a.hits:
-        print("No passage matches this question.")
-        return 0
-    if a.abstained:
-        print("The documents do not seem to answer this question. Closest passages:")
+        lines.append("No passage matches this question.")
+    elif a.abstained:
+        lines.append("The documents do not seem to answer this question. Closest passages:")
     else:
         best = a.best.passage
-        print(f"「{a.quote.text}」")
-        print(f"  — {best.title}, {best.doc_id}, paragraph {best.paragraph}, "
-              f"characters {best.start + a.quote.start}–{best.start + a.quote.end}\n")
-        print(f"Passage: {best.text}\n")
+        lines.append(f"「{a.quote.text}」")
+        lines.append(f"  — {best.title}, {best.doc_id}, paragraph {best.paragraph}, "
+                     f"characters {best.start + a.quote.start}–{best.start + a.quote.end}\n")
+        lines.append(f"Passage: {best.text}\n")
     for h in a.hits[(0 if a.abstained else 1):]:
-        print(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}:{h.passage.start}-{h.passage.end} "
-              f"{h.passage.text[:60]}…")
+        lines.append(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}:{h.passage.start}-{h.passage.end} "
+                     f"{h.passage.text[:60]}…")
+    print(inert("\n".join(lines)))  # the documents' text, shown inert; --json stays exact
     return 0
 
 
@@ -257,7 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except QAError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(inert(f"error: {' '.join(str(exc).split())}"), file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or folder the user named that cannot be read or written
+        where = f" {str(exc.filename)!r}" if exc.filename else ""
+        print(inert(f"error: cannot use{where}: {exc.strerror or exc}; check the path and its permissions"),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -266,6 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:  # noqa: BLE001 - never show a traceback to a user
-        print(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (please report this)",
+        print(inert(f"error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())} (please report this)"),
               file=sys.stderr)
         return 70

@@ -375,7 +375,11 @@ def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dic
 
 def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
     """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
-    same encoder; an index of an older format gives its passage vectors (``embed_reusing``'s cache)."""
+    same encoder; an index of an older format gives its passage vectors (``embed_reusing``'s cache).
+
+    Only files that pass their checksum are read, whatever the index's size (a rebuild that reused a
+    damaged file would keep the damage under a fresh checksum), and rows that are not finite are left out.
+    """
     from . import store
     from .search import DenseIndex, SentenceVectors
 
@@ -383,7 +387,7 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
         manifest = store.read_manifest(index_dir, any_version=True)
         if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
             return {}
-        build_dir = store.verify_files(index_dir, manifest, deep=False)
+        build_dir = store.verify_files(index_dir, manifest, deep=True)
         cache = dict(zip(store.read_vhashes(build_dir / "passages.jsonl"),
                          DenseIndex.load(build_dir / "dense.faiss").vectors()))
     except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
@@ -397,4 +401,4 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
             cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
     except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
         pass
-    return cache
+    return {h: v for h, v in cache.items() if np.isfinite(v).all()}

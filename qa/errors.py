@@ -39,5 +39,9 @@ class IndexLockedError(QAError):
     """Another build holds the index lock."""
 
 
+class IndexWriteError(QAError):
+    """The index folder cannot be written (no space left, read-only, not a folder)."""
+
+
 class BenchError(QAError):
     """A bench setting or input that cannot work; the message says how to fix it."""

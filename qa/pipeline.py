@@ -46,10 +46,12 @@ from .encode import (
 )
 from .errors import (
     CorpusError,
+    EncoderError,
     IndexCorruptError,
     IndexMismatchError,
     IndexMissingError,
     IndexOutdatedError,
+    IndexWriteError,
     QuestionError,
 )
 from .ingest import IngestReport, load_corpus
@@ -67,7 +69,7 @@ from .split import SplitConfig, split_documents
 from .text import CharGrams, has_cjk
 from .translate import translate
 
-MAX_QUESTION_CHARS = 1000
+MAX_QUESTION_CHARS = 200  # longer than any question of the eval sets (125); bounds what one question costs
 MIN_GAP_PASSAGES = 10  # abstention check (5) compares the best passage with at least this many
 _UNSET = object()  # "translation not computed yet" (None means "not an English-over-Chinese question")
 Progress = Callable[[str, int, int], None]
@@ -123,14 +125,16 @@ def clean_question(question: str) -> tuple[str, str | None]:
     """Strip control characters and cap the length; return (question, notice or None)."""
     if not isinstance(question, str):
         raise QuestionError(f"question must be text, got {type(question).__name__}")
+    given = len(question)
+    question = question[: 4 * MAX_QUESTION_CHARS]  # room for the spaces cleaning collapses; the rest is never read
     q = question.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # bytes from a non-UTF-8 terminal
     q = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") else c for c in q)
     q = " ".join(q.split())
     if not q:
         raise QuestionError("the question is empty; type a question about the documents")
     notice = None
-    if len(q) > MAX_QUESTION_CHARS:
-        notice = f"question truncated to its first {MAX_QUESTION_CHARS} of {len(q)} characters"
+    if len(q) > MAX_QUESTION_CHARS or given > len(question):
+        notice = f"question truncated to its first {MAX_QUESTION_CHARS} of {given} characters"
         q = q[:MAX_QUESTION_CHARS]
     return q, notice
 
@@ -163,6 +167,7 @@ class Pipeline:
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.words = CorpusWords(passages, lexical.bm25.vocab_dict, grams)
+        self.warnings: list[str] = []  # what the user should know about this index (e.g. a failed refresh)
 
     @cached_property
     def titles(self) -> TitleIndex:
@@ -198,6 +203,10 @@ class Pipeline:
         n = len(passages)
         with store.build_lock(index_dir):
             vectors, fresh = embed_reusing(enc, texts, vhashes, previous_vectors(index_dir, enc), progress)
+            bad = ~np.isfinite(vectors).all(axis=1)
+            if bad.any():  # never written: every score against them would be NaN
+                raise EncoderError(f"encoder {enc.name!r} gave NaN or infinite vectors for {int(bad.sum())} of "
+                                   f"{len(texts)} texts (first: {texts[int(np.argmax(bad))][:40]!r}); check the model")
             if progress:
                 progress("index", 0, 1)
             dense = DenseIndex.build(vectors[:n])
@@ -208,7 +217,7 @@ class Pipeline:
                 "encoder": {"name": enc.name, "dim": enc.dim},
                 "split": split.to_json(),
                 "embed": embed_settings(embed_title),
-                "corpus": {"path": str(corpus), "files": ingest.hashes},
+                "corpus": {"path": str(Path(corpus).resolve()), "files": ingest.hashes},
                 "skipped": [list(s) for s in ingest.skipped],
                 "warnings": [list(w) for w in ingest.warnings],
             }, grams)
@@ -236,6 +245,7 @@ class Pipeline:
                 f"use --encoder {built_with} or rebuild: python -m qa build --index {index_dir} --encoder {name}"
             )
         build_dir = store.verify_files(index_dir, manifest)
+        fix = f"rebuild with: {store.rebuild_command(index_dir, manifest)}"
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
         if enc.dim != manifest["encoder"]["dim"]:
             raise IndexMismatchError(
@@ -252,12 +262,12 @@ class Pipeline:
         except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as exc:
             raise IndexCorruptError(
                 f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                f"rebuild with: python -m qa build --index {index_dir}"
+                f"{fix}"
             ) from None
         if not dense.size == sentences.size == len(passages):
             raise IndexCorruptError(
                 f"index {str(index_dir)!r} holds {dense.size} passage vectors and the sentences of {sentences.size} "
-                f"passages for {len(passages)} passages; rebuild with: python -m qa build --index {index_dir}"
+                f"passages for {len(passages)} passages; {fix}"
             )
         return cls(index_dir, manifest, docs, passages, dense, lexical, enc, sentences, grams=grams)
 
@@ -273,9 +283,11 @@ class Pipeline:
 
         A stale index is rebuilt with the encoder it was built with; asking for another
         encoder than the index's is an ``IndexMismatchError`` (switch encoders with
-        ``build``). With the corpus folder gone, the index is served as it is;
-        ``corpus=None`` means the corpus the index was built from (``corpus/`` for a new one).
-        An index of an older format is rebuilt the same way (its passage vectors are reused).
+        ``build``). ``corpus=None`` means the corpus the index was built from (``corpus/`` for a
+        new one): an index is refreshed without being told only from the folder it was built from
+        (``store.corpus_path``), never from another that happens to have the same relative name.
+        With that folder gone or unknown, the index is served as it is. An index of an older
+        format is rebuilt the same way (its passage vectors are reused).
         """
         outdated = False
         try:
@@ -285,13 +297,23 @@ class Pipeline:
         except IndexOutdatedError:
             manifest, outdated = store.read_manifest(Path(index_dir), any_version=True), True
         if corpus is None:
-            corpus = manifest["corpus"]["path"]
+            corpus = store.corpus_path(manifest, Path(index_dir))
+            if corpus is None:
+                return cls.load(index_dir, encoder)
         built_with = manifest["encoder"]["name"]
         if encoder is not None and _spec_name(encoder) != built_with:
             return cls.load(index_dir, encoder)  # raises the mismatch with its fix
         if Path(corpus).exists() and (outdated or is_stale(manifest, corpus)):  # rebuilt as it was built
-            return cls.build(corpus, index_dir, encoder or built_with, split=SplitConfig.of_index(manifest),
-                             progress=progress)[0]
+            try:
+                return cls.build(corpus, index_dir, encoder or built_with, split=SplitConfig.of_index(manifest),
+                                 progress=progress)[0]
+            except IndexWriteError as exc:
+                if outdated:
+                    raise
+                served = cls.load(index_dir, encoder)  # the index as it was: still whole, still answers
+                served.warnings.append(f"the corpus changed but the index could not be refreshed: {exc}; "
+                                       f"answering from the index as it was")
+                return served
         return cls.load(index_dir, encoder)
 
     # ---- asking --------------------------------------------------------------
