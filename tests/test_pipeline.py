@@ -312,9 +312,9 @@ def test_very_long_question_is_truncated_with_a_notice(tiny_built):
     question = "区块链发展先导区" * 12500  # 100,000 characters
     assert len(question) == 100_000
     a = p.ask(question)
-    assert len(a.question) == MAX_QUESTION_CHARS == 1000
-    assert a.question == question[:1000]
-    assert a.notice and "1000" in a.notice and "100000" in a.notice
+    assert len(a.question) == MAX_QUESTION_CHARS == 200
+    assert a.question == question[:200]
+    assert a.notice and "200" in a.notice and "100000" in a.notice
     assert a.to_json()["notice"] == a.notice
     _check_hits(a, 5)
 
@@ -606,3 +606,22 @@ def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title
     assert answer in pick_quote(question, passage, title=title).text
     monkeypatch.setattr(answer_module, "CHAR_SHARE_WEIGHT", 0.0)
     assert answer not in pick_quote(question, passage, title=title).text  # the words alone pick the other
+
+
+def test_a_long_question_of_rare_characters_costs_no_more_hmm_than_a_short_one(monkeypatch):
+    """jieba's HMM (about 1 ms a rare character) reads at most ``HMM_CHARS`` characters of a question."""
+    import random
+
+    import jieba.posseg
+
+    from qa.answer import HMM_CHARS, tagged_words
+    from qa.text import fold
+
+    read = []
+    real = jieba.posseg.viterbi
+    monkeypatch.setattr(jieba.posseg, "viterbi", lambda obs, *a, **kw: (read.append(len(obs)), real(obs, *a, **kw))[1])
+    rng = random.Random(7)
+    question = "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(MAX_QUESTION_CHARS))
+    words = tagged_words(question)
+    assert "".join(w for w, _ in words) == fold(question)  # every character still cut into words
+    assert 0 < sum(read) <= HMM_CHARS < MAX_QUESTION_CHARS
