@@ -1,8 +1,19 @@
-"""Ingest: read a corpus folder or a docs.jsonl into cleaned ``Document`` records.
+"""Ingest: read a corpus folder, one text file or a docs.jsonl into cleaned ``Document`` records.
 
 Files are decoded from their bytes (UTF-8 with or without BOM, UTF-16 with BOM,
 GB18030/GBK, Big5); nothing is re-encoded or normalised, so every offset we store
 points at the characters a user sees when they open the file.
+
+A folder scan reads the regular files ending in ``TEXT_SUFFIXES`` in every subfolder
+(a subfolder's README.md is a document like any other) and reports every other file
+or folder it skips in ``IngestReport.skipped``, with the reason. It never opens a FIFO
+(that blocks) or reads a device (``/dev/zero`` never ends), reads at most
+``MAX_FILE_BYTES + 1`` bytes of a file whatever its size claims, follows a symlink only
+when its real path stays inside the corpus unless ``follow_links=True`` (a link could
+serve any file of the machine), and reads a folder reached twice (a loop) once.
+Left out quietly: hidden files and folders, ``NAME.meta.json`` sidecars (read with
+their file) and the README.md / LICENSE / LICENCE at the corpus root, which describe
+the corpus rather than belong to it.
 """
 
 from __future__ import annotations
@@ -11,10 +22,12 @@ import hashlib
 import json
 import math
 import os
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO, Literal, NamedTuple
 
 from .clean import clean_document
 from .errors import CorpusError
@@ -22,6 +35,12 @@ from .schema import Document
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_SIDECAR_BYTES = 1024 * 1024
+SIDECAR_SUFFIX = ".meta.json"
+ROOT_NOTES = ("readme.md", "licence", "license")
+EXPECTED = f"a folder, a text file ({', '.join(TEXT_SUFFIXES)}) or a .jsonl docs file"
+UNSUPPORTED = f"not a supported file type; only {', '.join(TEXT_SUFFIXES)} files are read (save it as one to index it)"
+OUTSIDE = "link points outside the corpus; not followed (it leads to {}): copy what it points to into the corpus"
 
 
 @dataclass
@@ -101,86 +120,252 @@ def title_from_path(rel: str) -> str:
     return stem.replace("-", " ").replace("_", " ").strip() or rel
 
 
-def iter_corpus_files(root: Path) -> Iterator[tuple[str, Path | None, str | None]]:
-    """Yield (relative path, path, None) for text files, or (rel, None, reason) to skip."""
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        try:
-            st = os.stat(dirpath)
-        except OSError as exc:
-            yield os.path.relpath(dirpath, root), None, f"cannot open folder ({exc.strerror})"
-            dirnames[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in seen:
-            yield os.path.relpath(dirpath, root), None, "symlink loop (folder already visited)"
-            dirnames[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or name.lower() in ("readme.md", "licence", "license"):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            if not name.lower().endswith(TEXT_SUFFIXES):
-                yield rel, None, f"not a text file (indexed types: {', '.join(TEXT_SUFFIXES)})"
-                continue
-            yield rel, path, None
+# ---- reading bytes safely ------------------------------------------------------------
 
 
-def read_corpus(
-    root: str | Path, on_file: Callable[[str], None] | None = None
-) -> IngestReport:
-    """Read and clean every text file under ``root``; bad files are skipped, not fatal."""
+_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+
+
+class NotRegularFileError(OSError):
+    """A FIFO, device, socket or folder (``os.stat`` mode ``mode``) where a regular file was expected."""
+
+    def __init__(self, mode: int) -> None:
+        self.kind = next((kind for test, kind in _KINDS if test(mode)), "special file")  # 'named pipe (FIFO)', ...
+        super().__init__(f"not a regular file but a {self.kind}; only regular files are read: use a plain file")
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a regular file to read bytes; raise ``NotRegularFileError`` for anything else.
+
+    The mode is checked before opening: opening a FIFO blocks until something writes to it.
+    The descriptor is opened non-blocking and checked again, in case the path was swapped.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(mode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(mode)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_limited(path: str | Path, limit: int) -> bytes | None:
+    """A regular file's bytes, or None when it holds more than ``limit``; raises ``OSError``.
+
+    At most ``limit + 1`` bytes are read: a small ``st_size`` is not trusted (/proc files say 0).
+    """
+    with open_regular(path) as fh:
+        if os.fstat(fh.fileno()).st_size > limit:
+            return None
+        data = fh.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def iter_lines(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each line, split at \\n, \\r\\n and \\r as text mode does; a leading BOM dropped.
+
+    Lines stay bytes so that one that is not UTF-8 (see ``decode_line``) is skipped by its
+    number instead of failing the whole file.
+    """
+    lineno = 0
+    for i, chunk in enumerate(fh):
+        for line in (chunk[3:] if i == 0 and chunk.startswith(b"\xef\xbb\xbf") else chunk).splitlines():
+            lineno += 1
+            yield lineno, line
+
+
+def decode_line(raw: bytes) -> str:
+    """One line of a JSON-lines file as text; raise ``ValueError`` naming the bad byte if it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 at byte {exc.start + 1} of the line ({exc.reason}); save the file as UTF-8") from None
+
+
+def _outside(path: str | Path, real_root: str | None) -> str | None:
+    """The real path of symlink ``path`` when it leaves ``real_root`` (None: no check), else None."""
+    if real_root is None or not os.path.islink(path):
+        return None
+    real = os.path.realpath(path)
+    try:
+        return None if os.path.commonpath([real, real_root]) == real_root else real
+    except ValueError:  # another drive
+        return real
+
+
+def read_sidecar(path: Path, real_root: str | None = None) -> tuple[str | None, dict[str, str] | str]:
+    """(text the file's hash includes, metadata) of ``NAME.meta.json`` beside ``path``, or (text, why it is ignored).
+
+    Metadata is {"title", "date", "source"}. The sidecar is read as safely as its file:
+    regular files only, at most ``MAX_SIDECAR_BYTES``, not through a link leaving ``real_root``.
+    """
+    side = path.with_name(path.name + SIDECAR_SUFFIX)
+    try:
+        if target := _outside(side, real_root):
+            return None, f"ignored {side.name}: " + OUTSIDE.format(target)
+        data = read_limited(side, MAX_SIDECAR_BYTES)
+    except FileNotFoundError:
+        return None, {}
+    except NotRegularFileError as exc:
+        return None, f"ignored {side.name}: {exc}"
+    except OSError as exc:
+        return None, f"ignored {side.name}: cannot read ({exc.strerror or exc})"
+    if data is None:
+        return None, f"ignored {side.name}: larger than {MAX_SIDECAR_BYTES >> 20} MB; it holds only a title, date and source"
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+    try:
+        meta = json.loads(data.decode("utf-8-sig"))
+    except ValueError as exc:
+        return text, f"ignored {side.name}: not valid JSON ({exc})"
+    if not isinstance(meta, dict):
+        return text, f"ignored {side.name}: expected a JSON object"
+    return text, {k: str(v) for k, v in meta.items() if k in ("title", "date", "source") and v}
+
+
+def _with_sidecar(digest: str, text: str | None) -> str:
+    """A file's recorded hash: the sha256 of its bytes, combined with its sidecar's text when it has one."""
+    return digest if text is None else sha256_bytes((digest + text).encode())
+
+
+class SourceFile(NamedTuple):
+    """One corpus file as read: bytes, recorded hash (None: never opened), why it is skipped, sidecar metadata."""
+
+    data: bytes | None = None
+    hash: str | None = None
+    problem: str | None = None
+    meta: dict[str, str] | str = {}
+
+
+def read_source(path: Path, real_root: str | None = None) -> SourceFile:
+    """Read one corpus file and its sidecar, never more than ``MAX_FILE_BYTES + 1`` bytes; never raises."""
+    try:
+        data = read_limited(path, MAX_FILE_BYTES)
+    except NotRegularFileError as exc:
+        return SourceFile(problem=str(exc))
+    except OSError as exc:
+        return SourceFile(hash=f"unreadable: {exc.strerror}", problem=f"cannot read ({exc.strerror or exc})")
+    if data is None:  # what lies past the limit does not matter while the file stays skipped
+        return SourceFile(hash=f"larger than {MAX_FILE_BYTES} bytes",
+                          problem=f"larger than {MAX_FILE_BYTES >> 20} MB; split it into smaller files")
+    text, meta = read_sidecar(path, real_root)
+    return SourceFile(data, _with_sidecar(sha256_bytes(data), text), None, meta)
+
+
+def file_hash(path: Path) -> str:
+    """The recorded hash of a file of any size (a docs.jsonl), read in chunks; a marker when unreadable."""
+    h = hashlib.sha256()
+    try:
+        with open_regular(path) as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    return _with_sidecar(h.hexdigest(), read_sidecar(path, os.path.realpath(path.parent))[0])
+
+
+# ---- the corpus -----------------------------------------------------------------------
+
+
+def iter_corpus_files(root: str | Path, follow_links: bool = False) -> Iterator[tuple[str, Path | None, str | None]]:
+    """Yield (relative path, path, None) for each text file to read, or (rel, None, reason) to skip.
+
+    Depth first, each folder's files (by name) before its subfolders; what is read,
+    skipped or left out quietly is listed in this module's docstring.
+    """
     root = Path(root)
-    if not root.is_dir():
-        raise CorpusError(f"corpus folder {str(root)!r} does not exist; pass --corpus DIR")
-    report = IngestReport()
-    for rel, path, reason in iter_corpus_files(root):
+    real_root = None if follow_links else os.path.realpath(root)
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                yield folder.relative_to(root).as_posix(), None, "symlink loop (folder already visited)"
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield folder.relative_to(root).as_posix(), None, f"cannot open folder ({exc.strerror or exc}); make it readable"
+            continue
+        subfolders = []
+        for entry in (e for e in entries if not e.name.startswith(".")):
+            path = folder / entry.name
+            rel = path.relative_to(root).as_posix()
+            try:
+                mode = entry.stat().st_mode  # through a link; a broken one is reported when read
+            except OSError:
+                mode = stat.S_IFREG
+            if not stat.S_ISDIR(mode) and (entry.name.endswith(SIDECAR_SUFFIX)
+                                           or (folder == root and entry.name.lower() in ROOT_NOTES)):
+                continue
+            if target := _outside(path, real_root):
+                yield rel, None, OUTSIDE.format(target)
+            elif stat.S_ISDIR(mode):
+                subfolders.append(path)
+            elif not entry.name.lower().endswith(TEXT_SUFFIXES):
+                yield rel, None, UNSUPPORTED
+            else:
+                yield rel, *((path, None) if stat.S_ISREG(mode) else (None, str(NotRegularFileError(mode))))
+        stack.extend(reversed(subfolders))
+
+
+def corpus_kind(p: Path) -> Literal["folder", "jsonl", "text"]:
+    """What kind of corpus ``p`` is; raise ``CorpusError`` saying what is expected when it is none."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as exc:
+        why = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be opened ({exc.strerror or exc})"
+        raise CorpusError(f"corpus {str(p)!r} {why}; pass --corpus with {EXPECTED}") from None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode) and p.name.lower().endswith((".jsonl", *TEXT_SUFFIXES)):
+        return "jsonl" if p.name.lower().endswith(".jsonl") else "text"
+    kind = "file of an unsupported type" if stat.S_ISREG(mode) else NotRegularFileError(mode).kind
+    raise CorpusError(f"corpus {str(p)!r} is a {kind}; pass --corpus with {EXPECTED}")
+
+
+def _sources(p: Path, follow_links: bool, on_file: Callable[[str], None] | None = None) -> Iterator[tuple[str, SourceFile]]:
+    """(relative path, ``read_source`` result) of each file of the folder or the one text file ``p``."""
+    kind = corpus_kind(p)
+    if kind == "jsonl":
+        raise CorpusError(f"corpus {str(p)!r} is a docs file; read it with load_corpus or read_docs_jsonl")
+    single = kind == "text"  # named by the user: followed even as a link; its sidecar is checked
+    real_root = None if follow_links else os.path.realpath(p.parent if single else p)
+    for rel, path, reason in [(p.name, p, None)] if single else iter_corpus_files(p, follow_links):
         if on_file:
             on_file(rel)
-        if path is None:
-            if reason and not reason.startswith("not a text file"):
-                report.skipped.append((rel, reason))
-            continue
+        yield rel, SourceFile(problem=reason) if path is None else read_source(path, real_root)
+
+
+def read_corpus(root: str | Path, on_file: Callable[[str], None] | None = None, follow_links: bool = False) -> IngestReport:
+    """Read and clean every text file under the folder ``root`` (or the one text file ``root``); bad files are skipped."""
+    report = IngestReport()
+    for rel, src in _sources(Path(root), follow_links, on_file):
+        if src.hash is not None:
+            report.hashes[rel] = src.hash
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                report.hashes[rel] = file_hash(path)
-                raise CorpusError(f"larger than {MAX_FILE_BYTES >> 20} MB; split it into smaller files")
-            data = path.read_bytes()
-            report.hashes[rel] = source_hash(path, data)
-            text, encoding = decode_bytes(data)
+            if src.problem or src.data is None:
+                raise CorpusError(src.problem or "not read")
+            text, encoding = decode_bytes(src.data)
         except CorpusError as exc:
             report.skipped.append((rel, str(exc)))
             continue
-        except OSError as exc:
-            report.hashes[rel] = _unreadable(exc)
-            report.skipped.append((rel, f"cannot read ({exc.strerror or exc})"))
-            continue
-        meta = read_sidecar(path)
-        if isinstance(meta, str):
-            report.warnings.append((rel, meta))
-            meta = {}
+        meta = src.meta if isinstance(src.meta, dict) else {}
+        if isinstance(src.meta, str):
+            report.warnings.append((rel, src.meta))
         add_document(report, rel, text, encoding, fallback_title=title_from_path(rel), title=meta.get("title"),
                      date=meta.get("date"), source=meta.get("source"))
     return report
-
-
-SIDECAR_SUFFIX = ".meta.json"
-
-
-def read_sidecar(path: Path) -> dict | str:
-    """Metadata from ``NAME.meta.json`` beside a file ({"title", "date", "source"}), or why it is unusable."""
-    side = path.with_name(path.name + SIDECAR_SUFFIX)
-    if not side.is_file():
-        return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
-        return f"ignored {side.name}: not valid JSON ({exc})"
-    if not isinstance(meta, dict):
-        return f"ignored {side.name}: expected a JSON object"
-    return {k: str(v) for k, v in meta.items() if k in ("title", "date", "source") and v}
 
 
 def add_document(
@@ -211,17 +396,21 @@ def add_document(
 
 
 def read_docs_jsonl(path: str | Path) -> IngestReport:
-    """Read a ``{"doc_id", "title", "text"}`` JSON-lines file as a corpus."""
+    """Read a ``{"doc_id", "title", "text"}`` JSON-lines file as a corpus; bad lines are skipped by number."""
     path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"docs file {str(path)!r} does not exist")
+    try:
+        fh = open_regular(path)
+    except OSError as exc:
+        why = "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read: {exc.strerror or exc}"
+        raise CorpusError(f"docs file {str(path)!r} {why}") from None
     report = IngestReport(hashes={path.name: file_hash(path)})
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with fh:
+        for lineno, raw in iter_lines(fh):
             try:
+                line = decode_line(raw)
+                if not line.strip():
+                    continue
                 rec = json.loads(line)
                 doc_id, text = str(rec["doc_id"]), rec["text"]
                 if not isinstance(text, str):
@@ -237,41 +426,18 @@ def read_docs_jsonl(path: str | Path) -> IngestReport:
     return report
 
 
-def source_hash(path: Path, data: bytes) -> str:
-    """Hex sha256 of a file's bytes ``data``, combined with its .meta.json sidecar when present."""
-    digest = sha256_bytes(data)
-    side = path.with_name(path.name + SIDECAR_SUFFIX)
-    if side.is_file():
-        digest = sha256_bytes((digest + side.read_text(encoding="utf-8", errors="replace")).encode())
-    return digest
-
-
-def _unreadable(exc: OSError) -> str:
-    """The hash marker of a file that cannot be read."""
-    return f"unreadable: {exc.strerror}"
-
-
-def file_hash(path: Path) -> str:
-    """``source_hash`` of a file read from disk, or a marker when unreadable."""
+def current_hashes(corpus: str | Path, follow_links: bool = False) -> dict[str, str]:
+    """The hashes ``load_corpus`` would record, without decoding or cleaning anything ({} when there is no corpus)."""
+    p = Path(corpus)
     try:
-        return source_hash(path, path.read_bytes())
-    except OSError as exc:
-        return _unreadable(exc)
-
-
-def current_hashes(corpus: str | Path) -> dict[str, str]:
-    """The hashes ``load_corpus`` would record, without decoding or cleaning anything."""
-    p = Path(corpus)
-    if p.is_file():
-        return {p.name: file_hash(p)}
-    if not p.is_dir():
+        if corpus_kind(p) == "jsonl":
+            return {p.name: file_hash(p)}
+        return {rel: src.hash for rel, src in _sources(p, follow_links) if src.hash is not None}
+    except CorpusError:
         return {}
-    return {rel: file_hash(path) for rel, path, _ in iter_corpus_files(p) if path is not None}
 
 
-def load_corpus(corpus: str | Path) -> IngestReport:
-    """Read a corpus given as a folder or a ``.jsonl`` docs file."""
+def load_corpus(corpus: str | Path, follow_links: bool = False) -> IngestReport:
+    """Read a corpus given as a folder, a ``.jsonl`` docs file, or one text file (doc_id: its file name)."""
     p = Path(corpus)
-    if p.is_file() and p.suffix == ".jsonl":
-        return read_docs_jsonl(p)
-    return read_corpus(p)
+    return read_docs_jsonl(p) if corpus_kind(p) == "jsonl" else read_corpus(p, follow_links=follow_links)
