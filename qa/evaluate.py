@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import QAError, QuestionError
+from .ingest import NotRegularFileError, decode_line, iter_lines, open_regular
 from .schema import MODES, Answer, Document, Passage
 from .text import fold
 
@@ -61,35 +62,55 @@ class QuestionSet:
 
 
 def load_questions(path: str | Path) -> QuestionSet:
-    """Read a questions JSON-lines file; bad lines are reported by number, not fatal."""
+    """Read a questions JSON-lines file; bad lines (not UTF-8, not JSON, bad fields) are reported by number, not fatal."""
     path = Path(path)
-    if not path.is_file():
-        raise QuestionError(f"question file {str(path)!r} does not exist")
+    try:
+        fh = open_regular(path)  # never a FIFO or a device: they would block or never end
+    except FileNotFoundError:
+        raise QuestionError(f"question file {str(path)!r} does not exist") from None
+    except NotRegularFileError as exc:
+        raise QuestionError(f"question file {str(path)!r} is a {exc.kind}, not a file; pass a .jsonl file of questions") from None
+    except OSError as exc:
+        raise QuestionError(f"cannot read question file {str(path)!r} ({exc.strerror or exc})") from None
     out = QuestionSet()
     seen: set[str] = set()
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with fh:
+        for lineno, raw in iter_lines(fh):
             try:
-                r = json.loads(line)
-                q = r["question"]
-                answers = r.get("answers", [])
-                if not isinstance(q, str) or not q.strip():
-                    raise ValueError("empty question")
-                if not isinstance(answers, list) or not all(isinstance(a, str) and a for a in answers):
-                    raise ValueError("answers must be a list of non-empty strings")
-                qid = str(r.get("id", f"line{lineno}"))
-                if qid in seen:
-                    raise ValueError(f"duplicate id {qid!r}")
-                pi = r.get("paragraph_index")
-                out.questions.append(EvalQuestion(
-                    qid, q, tuple(answers), r.get("doc_id"), int(pi) if pi is not None else None, r.get("lang"),
-                ))
-                seen.add(qid)
+                line = decode_line(raw)
+                if line.strip():
+                    q = _question(json.loads(line), lineno, seen)
+                    out.questions.append(q)
+                    seen.add(q.id)
             except (ValueError, KeyError, TypeError) as exc:
                 out.errors.append((lineno, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type: 'a number', 'a list', 'null', ..."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return {int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _question(r: object, lineno: int, seen: set[str]) -> EvalQuestion:
+    """One question line's fields as an ``EvalQuestion``; raise ``ValueError``/``KeyError``/``TypeError`` saying what is wrong."""
+    if not isinstance(r, dict):
+        raise TypeError(f"expected a JSON object, not {_json_type(r)}")
+    q = r["question"]
+    answers = r.get("answers", [])
+    if not isinstance(q, str):
+        raise TypeError(f"question must be text (a JSON string), not {_json_type(q)}: {json.dumps(q, ensure_ascii=False)}")
+    if not q.strip():
+        raise ValueError("empty question")
+    if not isinstance(answers, list) or not all(isinstance(a, str) and a for a in answers):
+        raise ValueError("answers must be a list of non-empty strings")
+    qid = str(r.get("id", f"line{lineno}"))
+    if qid in seen:
+        raise ValueError(f"duplicate id {qid!r}")
+    pi = r.get("paragraph_index")
+    return EvalQuestion(qid, q, tuple(answers), r.get("doc_id"), int(pi) if pi is not None else None, r.get("lang"))
 
 
 def paragraph_span(text: str, index: int) -> tuple[int, int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from itertools import product
 
 import pytest
@@ -159,6 +160,37 @@ def test_load_questions_reports_bad_lines_and_keeps_good_ones(tmp_path):
 def test_load_questions_missing_file(tmp_path):
     with pytest.raises(QuestionError, match="does not exist"):
         load_questions(tmp_path / "nope.jsonl")
+
+
+def test_load_questions_skips_a_line_that_is_not_utf8_by_its_number(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    row = lambda qid: json.dumps({"id": qid, "question": "苏州什么时候获批？", "answers": ["2021年11月"]}, ensure_ascii=False)  # noqa: E731
+    path.write_bytes(row("q1").encode("utf-8") + b"\n"
+                     + row("q2").encode("gb18030") + b"\n"  # saved in the wrong encoding
+                     + row("q3").encode("utf-8") + b"\n")
+    qs = load_questions(path)
+    assert [q.id for q in qs.questions] == ["q1", "q3"]
+    # '{"id": "q2", "question": "' is 26 bytes; GB18030 苏 starts with 0xCB, which UTF-8 cannot follow with 0xD5
+    assert qs.errors == [(2, "ValueError: not UTF-8 at byte 27 of the line (invalid continuation byte); save the file as UTF-8")]
+
+
+@pytest.mark.parametrize("question,shown", [(42, "a number: 42"), (None, "null: null"), (["苏州"], 'a list: ["苏州"]')])
+def test_load_questions_says_a_question_must_be_text(tmp_path, question, shown):
+    path = tmp_path / "questions.jsonl"
+    path.write_text(json.dumps({"id": "q1", "question": question, "answers": []}, ensure_ascii=False) + "\n"
+                    + json.dumps({"id": "q2", "question": "   ", "answers": []}) + "\n", encoding="utf-8")
+    qs = load_questions(path)
+    assert qs.questions == []
+    assert qs.errors == [(1, f"TypeError: question must be text (a JSON string), not {shown}"), (2, "ValueError: empty question")]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_load_questions_refuses_a_fifo_without_opening_it(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    os.mkfifo(path)
+    with pytest.raises(QuestionError) as exc:
+        load_questions(path)
+    assert str(exc.value) == f"question file {str(path)!r} is a named pipe (FIFO), not a file; pass a .jsonl file of questions"
 
 
 def test_evaluate_rejects_unknown_modes(tiny_built):
