@@ -5,10 +5,19 @@ The pipeline here uses the "hash" encoder (no model) with its index in tmp_path.
 
 from __future__ import annotations
 
+import asyncio
 import html
+import json
+import logging
+import os
 import re
+import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -300,8 +309,8 @@ def test_respond_hostile_questions_get_a_reply(pipeline, question):
     assert "qa-error" not in reply and "Traceback" not in reply
     shown = history[0]["content"] + reply
     assert "<script" not in shown and "<a " not in shown and "<img" not in shown  # payloads stay text
-    if len(question) > 1000:
-        assert "1000" in reply  # the truncation notice
+    if len(question) > app.MAX_QUESTION_CHARS:
+        assert f"first {app.MAX_QUESTION_CHARS} of {len(question)} characters" in reply  # the truncation notice
 
 
 def test_qa_errors_become_chat_messages(pipeline):
@@ -357,11 +366,196 @@ def test_show_source_and_clear(pipeline):
     assert history == [] and refs == [] and pick["choices"] == [] and "qa-doc-empty" in panel
 
 
+# ---- oversize and malformed input ------------------------------------------------------
+
+
+class Untouchable(str):
+    """A question that fails the test when anything but len() and slicing reads it (a method call:
+    strip, split, encode, ...), to show the handler cuts it before any work that grows with it."""
+
+    def __getattribute__(self, name):
+        raise AssertionError(f"the handler called .{name}() on the whole oversize question")
+
+
+def test_respond_cuts_an_oversize_question_first_and_echoes_only_that(pipeline):
+    """Issue 1: a 10M-character question was echoed whole into the history (a 60 MB response)."""
+    cap = app.MAX_QUESTION_CHARS
+    question = Untouchable("苏州区块链" * 2_000_000)
+    assert len(question) == 10_000_000
+    history, box, *_ = app.ChatHandlers(pipeline).respond(question, [], "hybrid", 5, [])
+    assert [m["role"] for m in history] == ["user", "assistant"] and box == ""
+    echoed = html.unescape("".join(parse(history[0]["content"]).text))
+    assert echoed == str.__str__(question)[:cap]  # the capped text, nothing more
+    reply = history[1]["content"]
+    assert f"question truncated to its first {cap} of 10000000 characters" in reply and "qa-notice" in reply
+    assert "qa-error" not in reply
+    assert sum(len(m["content"]) for m in history) < 20_000  # was over 10,000,000
+
+
+def test_respond_caps_before_an_error_too(pipeline):
+    history, *_ = app.ChatHandlers(pipeline).respond("x" * 50_000, [], "nonsense-mode", 5, [])
+    assert len(history[0]["content"]) < app.MAX_QUESTION_CHARS + 100
+    assert "qa-error" in history[1]["content"] and "of 50000 characters" in history[1]["content"]
+
+
+@pytest.mark.parametrize(
+    "message, k, history, expected",
+    [
+        (123, 5, [], "question=123; expected text"),
+        ("苏州", "abc", [], "k=&#x27;abc&#x27;; expected a whole number of passages from 1 to 10"),
+        ("苏州", float("nan"), [], "k=nan;"),
+        ("苏州", 0, [], "k=0;"),
+        ("苏州", 11, [], "k=11;"),
+        ("苏州", 2.5, [], "k=2.5;"),
+        ("苏州", True, [], "k=True;"),
+        ("苏州", 10**400, [], "k=1000000000"),
+        ("苏州", None, "not a list", "k=None;"),
+    ],
+    ids=["question-number", "k-text", "k-nan", "k-0", "k-11", "k-2.5", "k-bool", "k-huge-int", "history-text"],
+)
+def test_respond_reports_bad_inputs_in_the_chat_without_a_traceback(pipeline, caplog, message, k, history, expected):
+    """Issue 3: k='abc' raised inside the handler and logged a traceback."""
+    out, *_ = app.ChatHandlers(pipeline).respond(message, history, "hybrid", k, [])
+    assert "qa-error" in out[-1]["content"] and expected in out[-1]["content"], out[-1]["content"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_respond_example_without_event_data_is_an_empty_question(pipeline):
+    history, *_ = app.ChatHandlers(pipeline).respond_example([], "hybrid", 5, [], None)
+    assert "請輸入" in history[-1]["content"]
+
+
+@pytest.fixture(scope="module")
+def events(pipeline):
+    """The app's event functions by handler name."""
+    return {f.name: f for f in app.build_app(pipeline).fns.values()}
+
+
+@pytest.mark.parametrize(
+    "inputs, expected",
+    [
+        (["苏州", [], "hybrid", 5, None], None),
+        ([None, [], "dense", 1.0, None], None),
+        ([123, [], "hybrid", 5, None], "message=123; expected text"),
+        (["苏州", [], "hybrid", "abc", None], "k='abc'; expected a number from 1 to 10"),
+        (["苏州", [], "hybrid", None, None], "k=None; expected a number from 1 to 10"),
+        (["苏州", [], "hybrid", float("inf"), None], "k=inf;"),
+        (["苏州", [], "hybrid", 10**9, None], "k=1000000000;"),
+        (["苏州", [], 7, 5, None], "mode=7; expected one of 'hybrid', 'dense', 'bm25'"),
+        (["苏州", "xx", "hybrid", 5, None], "history='xx'; expected a list of chat messages"),
+        (["苏州", [1, 2], "hybrid", 5, None], "history=[1, 2];"),
+        (["苏州" * 1000, [], "hybrid", "k" * 1000, None], "k='kkkkkkkkk"),
+        (["苏州", []], "expected the inputs (message, history, mode, k), got 2 values"),
+        (["苏州", [], "hybrid", 10**400, None], "k=1000000000"),
+        (["苏州", [], "hybrid", 5], "expected the inputs (message, history, mode, k) and null for refs"),
+        ("苏州", "expected a list of the inputs (message, history, mode, k), got '苏州'"),
+    ],
+)
+def test_request_problem_names_the_bad_input(events, inputs, expected):
+    problem = app.request_problem(events["respond"], inputs)
+    if expected is None:
+        assert problem is None
+    else:
+        assert problem is not None and problem.startswith(expected) and "\n" not in problem and len(problem) < 200, problem
+
+
+def test_a_malformed_call_is_a_clear_error_and_one_log_line(pipeline, caplog):
+    """Issue 3: Gradio printed a traceback for each malformed call; the app raises gr.Error without one."""
+    demo = app.build_app(pipeline)
+    respond = next(f for f in demo.fns.values() if f.name == "respond")
+    good = asyncio.run(demo.process_api(block_fn=respond, inputs=["苏州", [], "hybrid", 5, None], state=None))
+    assert "qa-answer" in str(good["data"][0]) and not caplog.records
+    for block_fn, inputs, expected in [
+        (respond, ["苏州", [], "hybrid", "abc", None], "k='abc'; expected a number"),  # refused before Gradio's checks
+        (respond, ["苏州", [{"bogus": 1}], "hybrid", 5, None], "malformed call: ValidationError"),  # refused by them
+    ]:
+        caplog.clear()
+        with pytest.raises(gr.Error) as raised:
+            asyncio.run(demo.process_api(block_fn=block_fn, inputs=inputs, state=None, event_data=None))
+        assert raised.value.print_exception is False  # Gradio prints no traceback for it
+        assert html.unescape(raised.value.message).startswith(expected), raised.value.message
+        assert [(r.levelname, r.exc_info) for r in caplog.records if r.levelno >= logging.INFO] == [("WARNING", None)]
+        assert expected in caplog.records[-1].getMessage()
+
+
+def _through_guard(app_fn, chunks: list[bytes], headers=(), max_bytes: int = 100) -> tuple[int, dict, bool]:
+    """One POST of ``chunks`` through ``RequestGuard(app_fn)``: (status, JSON body, whether the
+    request body was read to its end)."""
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/x\nforged", "headers": list(headers)}
+    asyncio.run(asyncio.wait_for(app.RequestGuard(app_fn, max_bytes)(scope, receive, send), 5))
+    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return status, json.loads(body), not messages
+
+
+async def _reads_the_body(scope, receive, send):
+    """An app that reads the whole body and answers {"size": bytes read}."""
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    body = json.dumps({"size": size}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _answers_400_on_read_errors(scope, receive, send):
+    """An app that, as FastAPI does, answers 400 when reading the body fails."""
+    try:
+        await _reads_the_body(scope, receive, send)
+    except Exception:
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"detail": "There was an error parsing the body"}'})
+
+
+def test_request_guard_refuses_bodies_over_the_limit(caplog):
+    """Issue 1: a 30M-character question was parsed and answered (21 s, server RSS 504 -> 882 MB)."""
+    assert _through_guard(_reads_the_body, [b"x" * 60, b"y" * 40]) == (200, {"size": 100}, True)
+    declared = [(b"content-length", b"101")]
+    cases = [
+        (_reads_the_body, [b"x" * 101], declared),  # refused by its Content-Length, unread by the app
+        (_reads_the_body, [b"x" * 60, b"y" * 60, b"z"], ()),  # no Content-Length: counted
+        (_reads_the_body, [b"x" * 60, b"y" * 60], ()),  # the last chunk goes over: nothing left to drain
+        (_answers_400_on_read_errors, [b"x" * 60, b"y" * 60, b"z"], ()),  # its 400 becomes our 413
+    ]
+    for app_fn, chunks, headers in cases:
+        caplog.clear()
+        status, body, drained = _through_guard(app_fn, chunks, headers)
+        assert (status, drained) == (413, True) and "request body over" in body["error"], body
+        assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+        assert "\n" not in caplog.records[0].getMessage()
+
+
+def test_request_guard_turns_a_route_exception_into_one_line_and_a_400(caplog):
+    """Issue 3: an unknown endpoint name raised inside Gradio's route and uvicorn logged a traceback."""
+
+    async def broken(scope, receive, send):
+        await receive()
+        raise KeyError("/nope")
+
+    status, body, _ = _through_guard(broken, [b"{}"])
+    assert (status, body) == (400, {"error": "malformed request: KeyError: '/nope'"})
+    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+    assert caplog.records[0].getMessage() == "rejected POST /gradio_api/x?forged: KeyError: '/nope'"
+
+
 # ---- command line -------------------------------------------------------------------
 
 
 def test_main_bad_corpus_prints_one_line_and_fails(tmp_path, capsys):
-    rc = app.main(["--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--encoder", "hash"])
+    rc = app.main(["--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--encoder", "hash",
+                   "--host", "127.0.0.1", "--port", str(free_port())])  # the address is checked first
     assert rc != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "missing" in err[-1]
@@ -377,3 +571,176 @@ def test_host_and_port_default_from_env(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_PORT")
     args = app.parse_args(["--port", "9000"])
     assert (args.host, args.port) == ("127.0.0.1", 9000)
+
+
+# ---- the command line and the server, in subprocesses ----------------------------------
+
+
+def run_app(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python app.py ARGS`` with ``env`` added to the environment (a None value removes a name)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_SERVER_")}
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    return subprocess.run([sys.executable, str(ROOT / "app.py"), *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit status 2, and stderr one ``error: ...`` line naming each of ``needles``; returns it."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "args, env, needles",
+    [
+        (["--port", "99999"], {}, ["--port='99999' is not a port", "from 1 to 65535"]),
+        (["--port", "abc"], {}, ["--port='abc' is not a port", "from 1 to 65535"]),
+        (["--port", "0"], {}, ["--port='0'"]),
+        ([], {"GRADIO_SERVER_PORT": "abc"}, ["GRADIO_SERVER_PORT='abc' is not a port", "or unset it"]),
+        ([], {"GRADIO_SERVER_PORT": "70000"}, ["GRADIO_SERVER_PORT='70000'"]),
+        (["--host", "no.such.host.invalid"], {}, ["--host='no.such.host.invalid' is not a known address", "127.0.0.1"]),
+        ([], {"GRADIO_SERVER_NAME": "no.such.host.invalid"}, ["GRADIO_SERVER_NAME='no.such.host.invalid'", "or unset it"]),
+        (["--host", ""], {}, ["--host='' is empty"]),
+        (["--bogus"], {}, ["unrecognized arguments: --bogus", "--help"]),
+    ],
+    ids=["port-too-big", "port-text", "port-zero", "env-port-text", "env-port-too-big", "host-unknown", "env-host-unknown",
+         "host-empty", "unknown-flag"],
+)
+def test_bad_host_or_port_is_one_line_before_the_index_loads(tmp_path, args, env, needles):
+    """Issue 2: GRADIO_SERVER_PORT=abc crashed inside `import gradio`, --port 99999 raised OverflowError
+    and a bad --host read "Cannot find empty port". The index is never opened (no 'loading' line)."""
+    done = run_app("--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--encoder", "hash", *args,
+                   env=env)
+    assert_one_line_error(done, *needles)
+
+
+def test_a_host_of_another_machine_is_one_line(tmp_path):
+    with socket.socket() as sock:
+        try:
+            sock.bind(("192.0.2.1", 0))  # TEST-NET-1: bindable only where non-local binds are allowed
+            pytest.skip("this machine lets a program bind any address")
+        except OSError:
+            pass
+    done = run_app("--index", str(tmp_path / "idx"), "--host", "192.0.2.1")
+    assert_one_line_error(done, "--host='192.0.2.1' is not an address of this machine")
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        done = run_app("--index", str(tmp_path / "idx"), "--port", port)
+        assert_one_line_error(done, f"port {port} on 127.0.0.1 is already in use", "--port")
+        done = run_app("--index", str(tmp_path / "idx"), env={"GRADIO_SERVER_PORT": port})
+        assert_one_line_error(done, f"port {port} on 127.0.0.1 is already in use", "GRADIO_SERVER_PORT")
+
+
+def test_help_does_not_import_gradio():
+    """--help stays quick: gradio (about 2 s to import) is imported only to serve."""
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "app.py"), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--port" in done.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
+    assert imported and not [m for m in imported if m.split(".")[0] == "gradio"]
+
+
+def _post(url: str, payload: object | bytes) -> tuple[int, dict]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _ask(base: str, data: object) -> tuple[str, object]:
+    """POST ``data`` to /gradio_api/call/ask and read the outcome: ('complete', outputs) or ('error', message)."""
+    status, body = _post(f"{base}/gradio_api/call/ask", {"data": data})
+    assert status == 200, body
+    with urllib.request.urlopen(f"{base}/gradio_api/call/ask/{body['event_id']}", timeout=60) as response:
+        stream = response.read().decode()
+    event = re.search(r"^event: (\w+)$", stream, re.M).group(1)
+    payload = json.loads(re.search(r"^data: (.*)$", stream, re.M).group(1))
+    return event, payload["error"] if event == "error" else payload
+
+
+def test_the_server_answers_malformed_requests_with_one_log_line_each(tiny_built, tmp_path):
+    """Issues 1 and 3 end to end: the real app on 127.0.0.1 gets oversize and malformed requests; each
+    gets a clear error back and one line in the log, and the server never logs a traceback."""
+    corpus, index, _ = tiny_built
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_")}
+    # the flags win over bad GRADIO_SERVER_* values, which gradio must not see either (it reads them at import)
+    env.update(GRADIO_ANALYTICS_ENABLED="False", GRADIO_SERVER_PORT="abc", GRADIO_SERVER_NAME="no.such.host.invalid")
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus), "--index", str(index), "--encoder", "hash",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the app did not start in 90 s"
+            try:
+                with urllib.request.urlopen(f"{base}/gradio_api/info", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        started = len(log_path.read_text().splitlines())
+
+        event, outputs = _ask(base, ["苏州", [], "hybrid", 5])
+        assert event == "complete" and "qa-answer" in json.dumps(outputs, ensure_ascii=False)
+        event, outputs = _ask(base, ["x" * 1_000_000, [], "hybrid", 5])  # a 1 MB body: under the limit, cut
+        assert event == "complete" and len(json.dumps(outputs)) < 50_000
+        assert "of 1000000 characters" in json.dumps(outputs)
+
+        bad_calls = [
+            (["苏州", [], "hybrid", "abc"], "k='abc'; expected a number from 1 to 10"),
+            ([123, [], "hybrid", 5], "message=123; expected text"),
+            (["苏州", [], 7, 5], "mode=7; expected one of"),
+            (["苏州", "xx", "hybrid", 5], "history='xx'; expected a list of chat messages"),
+            (["苏州"], "expected the inputs (message, history, mode, k), got 1 value"),
+        ]
+        for data, expected in bad_calls:
+            event, error = _ask(base, data)
+            assert event == "error" and html.unescape(error).startswith(expected), error
+        bad_requests = [
+            ("/gradio_api/call/ask", b"x" * (app.MAX_REQUEST_BYTES + 1), 413, "request body over 4 MiB refused"),
+            ("/gradio_api/call/nope", {"data": []}, 400, "malformed request: FnIndexInferError"),
+            ("/gradio_api/call/v2/ask", {"bogus": 5}, 400, "malformed request: TypeError: Parameter `bogus`"),
+            ("/gradio_api/queue/join", {"data": [], "fn_index": 999, "session_hash": "s"}, 400, "malformed request: KeyError"),
+        ]
+        for path, payload, status, expected in bad_requests:
+            got_status, body = _post(base + path, payload)
+            assert got_status == status and body["error"].startswith(expected), (path, got_status, body)
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+    lines = log_path.read_text().splitlines()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+    logged = lines[started:]
+    assert len(logged) == len(bad_calls) + len(bad_requests), logged
+    assert all(line.startswith("WARNING qa.app: rejected ") for line in logged), logged
