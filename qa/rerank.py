@@ -1,50 +1,28 @@
-"""Rerank: how much of the question one sentence of a passage says.
+"""Rerank: how much of the question one sentence of a passage says, and the hybrid rerank built on it.
 
-The hybrid rerank adds the best sentence's score to the top fused passages
-(``Pipeline.rerank``), abstention checks (4) and (6) ask it of the best passage
-(``sentence_support``), and the quote is the sentence that scores best
-(``qa.answer.pick_quote``). A sentence scores its share of the question's bigrams
-(content words, ``question_grams``) plus ``PHRASE_WEIGHT`` times its share of the
-question's character trigrams; the grams of a passage's sentences are cached, since
-the same passages come back question after question. A passage that states the
-question's own numbers ("2020年7月") gets ``number_share`` as well.
+A sentence scores its share of the question's bigrams (content words, ``question_grams``) plus
+``MatchConfig.phrase_weight`` times its share of the question's character trigrams; the grams of a
+passage's sentences are cached, since the same passages come back question after question.
+``Reranker`` adds the best sentence's score to the top fused passages; abstention asks it of the best
+passage (``sentence_support``) and the quote is the sentence that scores best (``qa.quote``). A
+passage that states the question's own numbers ("2020年7月") gets ``number_share`` as well.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
+import numpy as np
+
+from .config import MatchConfig, RerankConfig
+from .schema import Document, Passage
+from .search import SentenceVectors, TitleIndex, minmax
 from .split import sentence_spans
 from .text import char_bigrams, char_trigrams, cjk_chars, fold, has_cjk, tokenize
 
-
-# Weight of question bigrams that are in the document title when picking the quote
-# (quote accuracy on 300-question samples, weight 1 -> 0.2: CMRC 0.789 -> 0.882,
-# DRCD 0.814 -> 0.832, articles set 0.925 -> 0.950; 0 scored the same as 0.2).
-TOPIC_WEIGHT = 0.2
-
-
-# Weight of a one-character content word of the question found in a sentence ("東西莒還是用什麼交通工具
-# 互通?": 用 and 莒 in "而東西莒交通船用的還是一般的輕型小遊艇。"). They used to match nothing: a
-# sentence's grams held its bigrams only. Weight 0.1 / 0.25 / 0.5 / 1.0, quote accuracy: DRCD dev 0.902 -> 0.903 /
-# 0.905 / 0.905 / 0.906, CMRC dev 0.870 -> 0.870 / 0.871 / 0.867 / 0.857, articles set 0.939 -> 0.939 /
-# 0.951 / 0.951 / 0.975. At 0.25 in the rerank and the abstention check as well: hybrid hit@1 DRCD 0.958
-# same, CMRC 0.978 -> 0.979, articles 0.921 -> 0.910 (one question); answerable questions wrongly
-# abstained 89 -> 85 (DRCD), 68 -> 67 (CMRC); cross-dataset abstention 221 -> 221 and 229 -> 231.
-CHAR_WEIGHT = 0.25
-
-
-# Weight of the share of the question's character trigrams that a sentence holds, added to its
-# bigram share when reranking passages and picking the quote: a sentence that repeats the
-# question's phrases in order ("推动区块链技术与…融合发展") beats one that holds the same words
-# scattered. Hybrid hit@1 (300-character passages), weight 0 -> 0.25 / 0.5 / 0.75: articles set
-# 0.899 -> 0.921 / 0.933 / 0.921; DRCD dev 0.941 and CMRC dev 0.913 unchanged at each (MRR@10 within
-# 0.001); at 600 characters, 0.75 / 1.0 cost the articles set 2 / 3 questions. Quote accuracy
-# (600-character passages, title trigrams weighted as title bigrams), 0 -> 0.25 / 0.5: DRCD dev
-# 0.896 -> 0.901 / 0.902, CMRC dev 0.869 -> 0.868 / 0.870, articles set 0.951 -> 0.938 (1 quote).
-PHRASE_WEIGHT = 0.5
+DEFAULT_MATCH = MatchConfig()
 
 
 @lru_cache(maxsize=1024)
@@ -69,17 +47,17 @@ def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
 
 
 def sentence_overlaps(q_grams: frozenset[str], grams: Sequence[frozenset[str]],
-                      topic: set[str] = frozenset()) -> list[float]:
+                      topic: set[str] = frozenset(), match: MatchConfig = DEFAULT_MATCH) -> list[float]:
     """Share of the question's bigrams (``question_grams``) in each sentence (``sentence_grams``);
     the same for trigrams (``char_trigrams``, ``sentence_trigrams``).
 
-    Grams that are also in ``topic`` (the document title's) count ``TOPIC_WEIGHT``:
+    Grams that are also in ``topic`` (the document title's) count ``match.title_gram_weight``:
     a question names its document's subject, but the answering sentence often leaves
     the subject out ("截尾鹦嘴鱼分布在什么地方?" -> "分布于西太平洋区。"). A one-character
-    word of the question ("用") counts ``CHAR_WEIGHT``.
+    word of the question ("用") counts ``match.char_weight``.
     """
-    weights = {g: (TOPIC_WEIGHT if g in topic else 1.0) * (CHAR_WEIGHT if len(g) == 1 and has_cjk(g) else 1.0)
-               for g in q_grams}
+    weights = {g: (match.title_gram_weight if g in topic else 1.0)
+               * (match.char_weight if len(g) == 1 and has_cjk(g) else 1.0) for g in q_grams}
     return [sum(weights[g] for g in q_grams & sent) / max(1, len(q_grams)) for sent in grams]
 
 
@@ -89,21 +67,21 @@ def sentence_trigrams(passage_text: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(char_trigrams(fold(passage_text[s:e]))) for s, e in sentence_spans(passage_text))
 
 
-def best_sentence_overlap(q_grams: frozenset[str], passage_text: str,
-                          q_trigrams: frozenset[str] = frozenset()) -> float:
-    """The best sentence's share of ``q_grams``, plus ``PHRASE_WEIGHT`` times its share of ``q_trigrams``
-    (the folded question's ``char_trigrams``); 0 for an empty passage."""
-    overlaps = sentence_overlaps(q_grams, sentence_grams(passage_text))
+def best_sentence_overlap(q_grams: frozenset[str], passage_text: str, q_trigrams: frozenset[str] = frozenset(),
+                          match: MatchConfig = DEFAULT_MATCH) -> float:
+    """The best sentence's share of ``q_grams``, plus ``match.phrase_weight`` times its share of
+    ``q_trigrams`` (the folded question's ``char_trigrams``); 0 for an empty passage."""
+    overlaps = sentence_overlaps(q_grams, sentence_grams(passage_text), match=match)
     if not q_trigrams or not overlaps:
         return max(overlaps, default=0.0)
-    phrases = sentence_overlaps(q_trigrams, sentence_trigrams(passage_text))
-    return max(o + PHRASE_WEIGHT * p for o, p in zip(overlaps, phrases))
+    phrases = sentence_overlaps(q_trigrams, sentence_trigrams(passage_text), match=match)
+    return max(o + match.phrase_weight * p for o, p in zip(overlaps, phrases))
 
 
-def sentence_support(question: str, passage_text: str) -> float:
+def sentence_support(question: str, passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> float:
     """How much of the question the passage's best sentence says: ``best_sentence_overlap`` of the
     question's bigrams and trigrams, the score the reranker adds."""
-    return best_sentence_overlap(question_grams(question), passage_text, question_trigrams(question))
+    return best_sentence_overlap(question_grams(question), passage_text, question_trigrams(question), match)
 
 
 # A number the question states, with the unit that follows it: "2020年7月" -> "2020年", "7月".
@@ -126,3 +104,49 @@ def number_share(numbers: Sequence[re.Pattern[str]], passage_text: str) -> float
         return 0.0
     folded = fold(passage_text)
     return sum(bool(n.search(folded)) for n in numbers) / len(numbers)
+
+
+class Reranker:
+    """The hybrid rerank of fused candidates (``RerankConfig``): what one sentence of a passage says
+    of the question, in words and in meaning, its numbers, and the document it names by its title.
+
+    A passage whose single sentence holds most of the question's words (and repeats its phrases), or
+    says what it asks in other words, beats one that scatters them over several sentences;
+    "大沙地站共有几层?" is about the article 大沙地站, not 大沙东站, however alike their passages read.
+    """
+
+    def __init__(self, passages: Sequence[Passage], documents: dict[str, Document], sentences: SentenceVectors,
+                 config: RerankConfig = RerankConfig(), match: MatchConfig = DEFAULT_MATCH):
+        self.passages, self.documents, self.sentences = passages, documents, sentences
+        self.config, self.match = config, match
+
+    @cached_property
+    def titles(self) -> TitleIndex:
+        """The documents' titles as the rerank matches them, built on first use (loading stays fast)."""
+        return TitleIndex(((d.doc_id, d.title) for d in self.documents.values()), self.config.max_title_chars)
+
+    def rerank(self, question: str, ids: np.ndarray, fused: np.ndarray,
+               qvec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Add ``sentence_weight * best_sentence_overlap``, ``sentence_dense_weight`` times the min-max
+        scaled best sentence cosine (to ``qvec``) and ``number_weight`` times the share of the question's
+        numbers a passage states to the top ``depth`` fused scores, and ``title_weight`` to every
+        candidate from a document the question names by its title; best first."""
+        cfg = self.config
+        fused = fused.copy()
+        top = min(len(ids), cfg.depth)
+        if cfg.sentence_dense_weight and qvec is not None:
+            fused[:top] += cfg.sentence_dense_weight * minmax(self.sentences.best(ids[:top], qvec))
+        if cfg.sentence_weight:
+            q_grams, q_trigrams = question_grams(question), question_trigrams(question)
+            fused[:top] += cfg.sentence_weight * np.array(
+                [best_sentence_overlap(q_grams, self.passages[int(i)].text, q_trigrams, self.match)
+                 for i in ids[:top]], dtype=np.float32)
+        numbers = question_numbers(question) if cfg.number_weight else ()
+        if numbers:
+            fused[:top] += cfg.number_weight * np.array(
+                [number_share(numbers, self.passages[int(i)].text) for i in ids[:top]], dtype=np.float32)
+        named = self.titles.named(question) if cfg.title_weight else set()
+        if named:
+            fused += cfg.title_weight * np.array([self.passages[int(i)].doc_id in named for i in ids], dtype=np.float32)
+        order = np.lexsort((ids, -fused))
+        return ids[order], fused[order]

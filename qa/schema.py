@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
-Mode = Literal["hybrid", "dense", "bm25"]
-MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+Mode = Literal["hybrid", "dense", "bm25"]  # the retrieval modes, listed here only
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 @dataclass(frozen=True)

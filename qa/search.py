@@ -20,22 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import IndexConfig
 from .errors import IndexCorruptError
 from .text import fold, tokenize
 
-# Measured by ``python -m qa bench`` on 2 AVX2 cores (docs/bench/avx2-2026-11-23/bench.md): one exact
-# search over N 384-d vectors costs about 0.2 us per vector on one thread (2 ms at 10k, 20 ms at 100k;
-# with AVX-512, docs/bench/bench.md, about 0.05 us: 6 ms at 100k), so
-# exact search stops here and an IVF index takes over. HNSW searched as fast but took about
-# 70 s to build at 100k (15+ min extrapolated to 1M) where IVF takes seconds.
-EXACT_LIMIT = 25_000
-# nprobe is the smallest step whose recall@10 on probe queries reaches this. A probe query is
-# two random stored vectors added, plus noise, normalised: like a real question it sits between
-# passages rather than on one. On DRCD/CMRC vectors replicated to 1M (qa bench) its recall
-# tracked that of real questions within 0.02 at every nprobe (real 0.87/0.97/0.998 against
-# probes 0.88/0.96/0.997 at nprobe 32/64/128), where probes made from one stored vector plus
-# noise claimed 0.997 already at nprobe 16 (real questions: 0.75).
-IVF_TARGET_RECALL = 0.97
+_INDEX = IndexConfig()
+
+# nprobe is the smallest of these steps whose recall@10 on probe queries reaches IndexConfig.ivf_target_recall.
+# A probe query is two random stored vectors added, plus noise, normalised: like a real question it sits
+# between passages rather than on one (docs/tuning.md compares its recall with real questions').
 NPROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 # One query at a time searches fastest on one OpenMP thread: faiss fans even a single query
 # out to every thread, and on a busy 2-core machine the spin-waiting made a 10k exact search
@@ -58,12 +51,13 @@ class DenseIndex:
         self.index = index
 
     @classmethod
-    def build(cls, vectors: np.ndarray, exact_limit: int = EXACT_LIMIT, seed: int = 0) -> DenseIndex:
+    def build(cls, vectors: np.ndarray, exact_limit: int = _INDEX.exact_limit,
+              target_recall: float = _INDEX.ivf_target_recall, seed: int = 0) -> DenseIndex:
         """Index (n, dim) float32 L2-normalised vectors: flat up to ``exact_limit``, else IVF-Flat.
 
         The IVF index has about 2 sqrt(n) lists (at least 39 training points each), k-means
         trained on a sample of up to 78 points a list, and the smallest nprobe whose recall@10
-        against exact search on probe queries reaches ``IVF_TARGET_RECALL``. Stored vectors
+        against exact search on probe queries reaches ``target_recall``. Stored vectors
         stay exact (no compression), so returned scores are exact cosines.
         """
         import faiss
@@ -84,7 +78,7 @@ class DenseIndex:
         index.train(train)
         index.add(vectors)
         index.make_direct_map()  # reconstruct_batch for fusion
-        index.nprobe = _calibrate_nprobe(index, vectors, rng)
+        index.nprobe = _calibrate_nprobe(index, vectors, rng, target_recall)
         return cls(index)
 
     @property
@@ -232,10 +226,11 @@ def recall_at(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     return float(np.mean(out))
 
 
-def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, n_probe_queries: int = 200,
+def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, target_recall: float,
+                      n_probe_queries: int = 200,
                       k: int = 10) -> int:
     """Smallest step of NPROBE_STEPS whose mean recall@k against exact search on probe queries
-    reaches IVF_TARGET_RECALL (see there for the probes)."""
+    reaches ``target_recall`` (see NPROBE_STEPS for the probes)."""
     import faiss
 
     n, dim = vectors.shape
@@ -250,17 +245,9 @@ def _calibrate_nprobe(index, vectors: np.ndarray, rng: np.random.Generator, n_pr
             break
         index.nprobe = nprobe
         _, got = index.search(queries, k)
-        if recall_at(got, truth, k) >= IVF_TARGET_RECALL:
+        if recall_at(got, truth, k) >= target_recall:
             return nprobe
     return index.nlist
-
-
-# BM25 saturation and length normalisation: Anserini's defaults. Hybrid hit@1 (600-character passages),
-# k1 / b = 1.2 / 0.75 (Lucene's) -> 0.9 / 0.4: DRCD dev 0.954 -> 0.956, CMRC dev 0.977 -> 0.978, articles
-# set 0.910 -> 0.921; cross-dataset abstention 76% / 79% -> 75% / 79% (2 questions fewer on each set).
-# b 0.3 / 0.5 and k1 0.7 / 1.2 / 1.5 / 2.0 were within 0.002 of these or worse. An index keeps the
-# values it was built with (bm25s stores them).
-K1, B = 0.9, 0.4
 
 
 class LexicalIndex:
@@ -270,7 +257,7 @@ class LexicalIndex:
         self.bm25 = bm25
 
     @classmethod
-    def build(cls, texts: list[str], k1: float = K1, b: float = B) -> LexicalIndex:
+    def build(cls, texts: list[str], k1: float = _INDEX.bm25_k1, b: float = _INDEX.bm25_b) -> LexicalIndex:
         """Tokenise and index passage texts; identical texts are tokenised once and share their ids."""
         vocab: dict[str, int] = {}
         ids_of: dict[str, list[int]] = {}
@@ -290,11 +277,6 @@ class LexicalIndex:
         if not tokens:
             return np.zeros(self.bm25.scores["num_docs"], dtype=np.float32)
         return self.bm25.get_scores(tokens).astype(np.float32)
-
-    def search(self, question: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows with a positive score: (ids (<=k,), scores)."""
-        scores = self.scores(question)
-        return top_k(scores, k)
 
     def save(self, folder: Path) -> None:
         """Write bm25s's arrays and vocabulary (JSON and .npy; no pickle)."""
@@ -321,18 +303,17 @@ class TitleIndex:
 
     A title names its document when the folded question contains it, without a trailing
     disambiguation ("大曲车站 (秋田县)" is named by 大曲车站), and no longer matched title contains
-    this one ("异齿前肛鳗以什么为食?" names 异齿前肛鳗, not 前肛鳗). Titles under 2 or over ``MAX_TITLE_CHARS``
+    this one ("异齿前肛鳗以什么为食?" names 异齿前肛鳗, not 前肛鳗). Titles under 2 or over ``max_chars``
     characters are not matched: a news headline is never typed as a question.
     """
 
-    MAX_TITLE_CHARS = 30
     _DISAMBIGUATION = re.compile(r"\s*[(（][^()（）]*[)）]\s*$")
 
-    def __init__(self, titles: Iterable[tuple[str, str]]):
+    def __init__(self, titles: Iterable[tuple[str, str]], max_chars: int = 30):
         self.docs: dict[str, set[str]] = {}
         for doc_id, title in titles:
             key = fold(self._DISAMBIGUATION.sub("", title or "")).strip()
-            if 2 <= len(key) <= self.MAX_TITLE_CHARS:
+            if 2 <= len(key) <= max_chars:
                 self.docs.setdefault(key, set()).add(doc_id)
         self._longest = max(map(len, self.docs), default=0)
 
@@ -379,13 +360,3 @@ def fuse_scores(
     fused = weight * minmax(dense) + (1.0 - weight) * minmax(lexical)
     order = np.lexsort((ids, -fused))
     return ids[order], fused[order]
-
-
-def fuse_rankings(rankings: list[np.ndarray], k: int = 60) -> tuple[np.ndarray, np.ndarray]:
-    """Reciprocal-rank fusion: score(p) = sum over lists of 1 / (k + rank), rank from 1."""
-    total: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, pid in enumerate(ranking, 1):
-            total[int(pid)] = total.get(int(pid), 0.0) + 1.0 / (k + rank)
-    items = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
-    return np.array([i for i, _ in items], dtype=np.int64), np.array([s for _, s in items], dtype=np.float32)

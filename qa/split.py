@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
+from .config import SplitConfig
 from .schema import Document, Passage
 
 # A sentence ends at Chinese or ASCII terminal punctuation (closing quotes and
@@ -14,42 +14,6 @@ _SENTENCE_END = re.compile(
     r"(?:[。！？!?；;…]+|\.(?=\s|$))[”’」』）)\]\"'》]*|\n+"
 )
 _CLAUSE_END = re.compile(r"[，,、：:]")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Passage size in characters: packed up to ``max_chars``; consecutive passages
-    share their boundary sentence when it is at most ``overlap_chars`` long; a block
-    shorter than ``min_chars`` is joined with the next when they touch."""
-
-    # Hybrid hit@1 / MRR@10 by max_chars, 300 / 500 / 600 / 800 (settings of 2026-11-30): DRCD dev
-    # 0.941 / 0.951 / 0.954 / 0.957, CMRC dev 0.913 / 0.960 / 0.968 / 0.977: most of their paragraphs
-    # (median 421 and 454 characters) become one passage instead of two that compete. With each
-    # sentence embedded too (format 2, 2026-12-01), 600 / 700 / 800 / 1000: DRCD 0.966 / 0.967 / 0.968 /
-    # 0.969 (MRR 0.980 / 0.981 / 0.982 / 0.982), CMRC 0.983 / 0.986 / 0.989 / 0.991 (MRR 0.990 / 0.992 /
-    # 0.993 / 0.994), quote accuracy DRCD 0.905 / 0.904 / 0.902 / 0.902, CMRC 0.877 / 0.876 / 0.874 /
-    # 0.873; the articles' 21 passages are the same at 600 and 800. At 800, 236 of 1,975 DRCD + CMRC
-    # passages pass e5's 512 tokens (31 of 2,222 at 600): the passage vector reads their first 512, the
-    # sentence vectors and BM25 read them whole. Past 800 the gain is small and a passage stops reading
-    # as one quotable block.
-    max_chars: int = 800
-    overlap_chars: int = 80
-    min_chars: int = 40
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_chars, int) or self.max_chars < 20:
-            raise ValueError(f"max_chars={self.max_chars!r}; expected a whole number of characters, 20 or more")
-        if self.overlap_chars < 0 or self.min_chars < 0:
-            raise ValueError("overlap_chars and min_chars must be 0 or more")
-
-    def to_json(self) -> dict:
-        """Plain dict for the manifest."""
-        return {"max_chars": self.max_chars, "overlap_chars": self.overlap_chars, "min_chars": self.min_chars}
-
-    @classmethod
-    def of_index(cls, manifest: dict) -> SplitConfig:
-        """The split an index was built with (the default for one whose manifest predates recording it)."""
-        return cls(**manifest["split"]) if "split" in manifest else cls()
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:

@@ -13,8 +13,11 @@ Layout of an index folder::
                            first row of each passage's (offsets.npy)
         bm25/              bm25s arrays (.npy) and vocabulary (.json)
         chargrams.npy      sorted codes of the folded text's characters and character pairs
-                           (abstention's "does the corpus use this word"; up to 200,000 passages,
-                           and absent from indexes built before 2026-12-01: made on first use)
+                           (abstention's "does the corpus use this word"; up to
+                           IndexConfig.char_grams_limit passages; absent from older indexes,
+                           which make them on first use)
+
+Only this module knows these names: the stages read and write the objects they hold.
 
 A build writes a new ``<build_id>/`` folder beside the old one and then replaces
 ``manifest.json`` with ``os.replace``: until that instant the old manifest and its
@@ -28,82 +31,36 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import re
-import shlex
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
-from .errors import (
-    IndexCorruptError,
-    IndexLockedError,
-    IndexMismatchError,
-    IndexMissingError,
-    IndexOutdatedError,
-    IndexWriteError,
+import numpy as np
+
+from .errors import IndexCorruptError, IndexLockedError, IndexWriteError, QAError
+from .files import file_digest
+from .manifest import (  # noqa: F401 - re-exported: the store is the one way to an index folder
+    FORMAT,
+    FORMAT_VERSION,
+    VERIFY_LIMIT,
+    check_folder,
+    corpus_path,
+    current_build,
+    read_manifest,
+    rebuild_command,
+    verify_files,
 )
 from .schema import Block, Document, Passage
+from .search import DenseIndex, LexicalIndex, SentenceVectors
+from .text import CharGrams
 
-FORMAT = "qa-index"
-FORMAT_VERSION = 2  # 2: sentences/ (version 1 indexes are rebuilt, reusing their passage vectors)
-VERIFY_LIMIT = 256 * 1024 * 1024  # files up to this total size are hashed on every load
-_BUILD_NAME = re.compile(r"build-[A-Za-z0-9_-]+")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def corpus_path(manifest: dict, index_dir: Path) -> Path | None:
-    """The corpus an index was built from, as an absolute path; None when it cannot be known.
-
-    Indexes record their corpus's absolute path. Older ones recorded the path as given, relative to
-    wherever the build ran; such a path is trusted only when it names the same folder from the current
-    folder and from the index's parent (the usual ``corpus/`` beside ``index/``), so a copied index is
-    never refreshed from an unrelated ``corpus/`` that happens to be beside the user.
-    """
-    raw = (manifest.get("corpus") or {}).get("path") if isinstance(manifest.get("corpus"), dict) else None
-    if not isinstance(raw, str) or not raw:
-        return None
-    path = Path(raw)
-    if path.is_absolute():
-        return path
-    here, beside = path.resolve(), (Path(index_dir).resolve().parent / path).resolve()
-    return here if here == beside else None
-
-
-def rebuild_command(index_dir: Path, manifest: dict | None = None) -> str:
-    """The command that rebuilds ``index_dir`` as it was built: its corpus, encoder and passage size.
-
-    What the manifest does not tell (it is unreadable, or lacks the field) is left for the user to
-    fill in, and the text says so.
-    """
-    manifest = manifest if isinstance(manifest, dict) else {}
-    parts = ["python -m qa build --index", shlex.quote(str(index_dir))]
-    corpus = corpus_path(manifest, Path(index_dir))
-    encoder = (manifest.get("encoder") or {}).get("name") if isinstance(manifest.get("encoder"), dict) else None
-    split = manifest.get("split") if isinstance(manifest.get("split"), dict) else {}
-    parts += ["--corpus", shlex.quote(str(corpus)) if corpus else "DIR"]
-    parts += ["--encoder", shlex.quote(encoder) if isinstance(encoder, str) else "SPEC"]
-    if isinstance(split.get("max_chars"), int):
-        parts += ["--max-chars", str(split["max_chars"])]
-    command = " ".join(parts)
-    if corpus and isinstance(encoder, str):
-        return command
-    unknown = " and ".join(n for n, v in (("corpus", corpus), ("encoder", encoder)) if not v)
-    return f"{command} (the {unknown} it was built with cannot be read from the index: name them)"
-
-
-def check_folder(index_dir: Path) -> None:
-    """Refuse an index path that exists but is not a folder."""
-    if index_dir.exists() and not index_dir.is_dir():
-        raise IndexWriteError(
-            f"--index {str(index_dir)!r} is a file, not an index folder; pass a folder (it is created when missing)"
-        )
-
-
+DOCUMENTS, PASSAGES, DENSE, LEXICAL, SENTENCES, GRAMS = (
+    "documents.jsonl", "passages.jsonl", "dense.faiss", "bm25", "sentences", "chargrams.npy")
 @contextlib.contextmanager
 def writing(index_dir: Path) -> Iterator[None]:
     """Turn a failed write under ``index_dir`` into an ``IndexWriteError`` that says how to fix it."""
@@ -124,15 +81,6 @@ def writing(index_dir: Path) -> Iterator[None]:
         else:
             why = f"cannot write {str(where)!r} ({exc.strerror or exc}); check the index folder and build again"
         raise IndexWriteError(why) from None
-
-
-def file_digest(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -217,13 +165,13 @@ def write_build(
         remove_stale(index_dir, keep=current_build(index_dir) if (index_dir / "manifest.json").exists() else "")
         build_dir = new_build_dir(index_dir)
         try:
-            write_documents(build_dir / "documents.jsonl", documents)
-            write_passages(build_dir / "passages.jsonl", passages, vhashes)
-            dense.save(build_dir / "dense.faiss")
-            lexical.save(build_dir / "bm25")
-            sentences.save(build_dir / "sentences")
+            write_documents(build_dir / DOCUMENTS, documents)
+            write_passages(build_dir / PASSAGES, passages, vhashes)
+            dense.save(build_dir / DENSE)
+            lexical.save(build_dir / LEXICAL)
+            sentences.save(build_dir / SENTENCES)
             if grams is not None:
-                grams.save(build_dir / grams.FILE)
+                grams.save(build_dir / GRAMS)
             return commit(index_dir, build_dir, _manifest(documents, passages, dense, sentences, settings))
         except BaseException:
             if current_build(index_dir) != build_dir.name:
@@ -243,15 +191,6 @@ def _manifest(documents: list[Document], passages: list[Passage], dense, sentenc
     }
 
 
-def current_build(index_dir: Path) -> str | None:
-    """The build folder the manifest names, or None (no manifest, or one that cannot be read)."""
-    try:
-        build = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8")).get("build")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return build if isinstance(build, str) else None
-
-
 def remove_stale(index_dir: Path, keep: str | None) -> None:
     """Delete build folders and temp files other than ``keep``, the one the manifest names.
 
@@ -265,86 +204,6 @@ def remove_stale(index_dir: Path, keep: str | None) -> None:
             shutil.rmtree(path, ignore_errors=True)
         elif path.name.startswith(".manifest-") and path.name.endswith(".tmp"):
             path.unlink(missing_ok=True)
-
-
-def read_manifest(index_dir: Path, any_version: bool = False) -> dict:
-    """Read and check ``manifest.json``; errors say how to rebuild. ``any_version``: accept an older
-    ``format_version`` too (to rebuild it, reusing what it holds)."""
-    check_folder(index_dir)
-    path = index_dir / "manifest.json"
-    if not path.is_file():
-        raise IndexMissingError(
-            f"no index in {str(index_dir)!r}; build one with: python -m qa build --index {shlex.quote(str(index_dir))}"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IndexCorruptError(
-            f"{path} is not valid JSON ({exc}); rebuild with: {rebuild_command(index_dir)}"
-        ) from None
-    except OSError as exc:
-        raise IndexCorruptError(f"cannot read {str(path)!r} ({exc.strerror}); check its permissions") from None
-    if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"{path} is not an index manifest; rebuild with: {rebuild_command(index_dir)}")
-    fix = f"rebuild with: {rebuild_command(index_dir, manifest)}"
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise IndexMismatchError(
-            f"{path} has format_version {version!r}, not a whole number (edited by hand?); {fix}"
-        )
-    older = manifest.get("format") == FORMAT and 1 <= version < FORMAT_VERSION
-    if older and not any_version:
-        raise IndexOutdatedError(
-            f"index {str(index_dir)!r} was written in format v{version}, this version reads v{FORMAT_VERSION}; "
-            f"rebuild it (passage vectors are reused) with: {rebuild_command(index_dir, manifest)}"
-        )
-    if manifest.get("format") != FORMAT or (version != FORMAT_VERSION and not older):
-        raise IndexMismatchError(
-            f"index {str(index_dir)!r} has format {manifest.get('format')!r} v{version}, "
-            f"this version reads {FORMAT!r} v{FORMAT_VERSION}; {fix}"
-        )
-    try:
-        ok = (isinstance(manifest["encoder"]["name"], str) and isinstance(manifest["encoder"]["dim"], int)
-              and isinstance(manifest["corpus"]["files"], dict) and isinstance(manifest["build"], str)
-              and isinstance(manifest["files"], dict) and isinstance(manifest["counts"], dict))
-    except (KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise IndexCorruptError(f"{path} lacks required fields (encoder, corpus, build, files, counts); {fix}")
-    if not _BUILD_NAME.fullmatch(manifest["build"]):
-        raise IndexCorruptError(f"{path} names build {manifest['build']!r}, not a build folder of the index; {fix}")
-    for rel, meta in manifest["files"].items():
-        parts = Path(rel).parts
-        if (not parts or Path(rel).is_absolute() or ".." in parts or not isinstance(meta, dict)
-                or not isinstance(meta.get("bytes"), int) or not _SHA256.fullmatch(str(meta.get("sha256")))):
-            raise IndexCorruptError(f"{path} lists an invalid data file {rel!r}: {meta!r} (edited by hand?); {fix}")
-    return manifest
-
-
-def verify_files(index_dir: Path, manifest: dict, deep: bool | None = None) -> Path:
-    """Check every data file's size (and sha256, for indexes up to VERIFY_LIMIT, or when ``deep``);
-    return the build dir."""
-    build_dir = index_dir / str(manifest.get("build", ""))
-    files = manifest.get("files") or {}
-    fix = f"rebuild with: {rebuild_command(index_dir, manifest)}"
-    if not build_dir.is_dir() or not files:
-        raise IndexCorruptError(f"index data folder {str(build_dir)!r} is missing; {fix}")
-    if deep is None:
-        deep = sum(f["bytes"] for f in files.values()) <= VERIFY_LIMIT
-    for rel, meta in files.items():
-        path = build_dir / rel
-        if not path.is_file():
-            raise IndexCorruptError(f"index file {rel!r} is missing; {fix}")
-        if path.stat().st_size != meta["bytes"]:
-            raise IndexCorruptError(
-                f"index file {rel!r} is {path.stat().st_size} bytes, expected {meta['bytes']} (truncated?); {fix}"
-            )
-        try:
-            if deep and file_digest(path) != meta["sha256"]:
-                raise IndexCorruptError(f"index file {rel!r} fails its checksum (corrupted); {fix}")
-        except OSError as exc:
-            raise IndexCorruptError(f"cannot read index file {str(path)!r} ({exc.strerror}); {fix}") from None
-    return build_dir
 
 
 def write_documents(path: Path, docs: list[Document]) -> None:
@@ -404,3 +263,73 @@ def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage],
             ))
             vhashes.append(r["vhash"])
     return passages, vhashes
+
+
+class IndexData(NamedTuple):
+    """What one build holds, read back: the stages' objects and each passage's embedding hash.
+    ``grams`` is None for indexes written before the corpus's character pairs were stored."""
+
+    documents: list[Document]
+    passages: list[Passage]
+    vhashes: list[str]
+    dense: DenseIndex
+    lexical: LexicalIndex
+    sentences: SentenceVectors
+    grams: CharGrams | None
+
+
+def read_index(index_dir: Path, manifest: dict, deep: bool | None = None) -> IndexData:
+    """Check (``verify_files``) and read every file of the build the manifest names; a file that
+    cannot be read is an ``IndexCorruptError`` that says how to rebuild."""
+    build_dir = verify_files(index_dir, manifest, deep)
+    try:
+        docs = read_documents(build_dir / DOCUMENTS)
+        passages, vhashes = read_passages(build_dir / PASSAGES, {d.doc_id: d for d in docs})
+        dense = DenseIndex.load(build_dir / DENSE)
+        lexical = LexicalIndex.load(build_dir / LEXICAL)
+        sentences = SentenceVectors.load(build_dir / SENTENCES)
+        grams = CharGrams.load(build_dir / GRAMS) if (build_dir / GRAMS).is_file() else None
+    except (ValueError, KeyError, IndexError, TypeError, RuntimeError, OSError) as exc:
+        raise IndexCorruptError(
+            f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+            f"rebuild with: {rebuild_command(index_dir, manifest)}"
+        ) from None
+    if not dense.size == sentences.size == len(passages):
+        raise IndexCorruptError(
+            f"index {str(index_dir)!r} holds {dense.size} passage vectors and the sentences of {sentences.size} "
+            f"passages for {len(passages)} passages; rebuild with: {rebuild_command(index_dir, manifest)}"
+        )
+    return IndexData(docs, passages, vhashes, dense, lexical, sentences, grams)
+
+
+class Reusable(NamedTuple):
+    """What a rebuild may reuse of the current build: ``encoder`` (the manifest's name and dim),
+    each passage's embedding hash and vector, and, when the index has them (not format 1), the
+    passages and their sentence vectors."""
+
+    encoder: dict
+    vhashes: list[str]
+    vectors: np.ndarray
+    passages: list[Passage] | None
+    sentence_vectors: np.ndarray | None
+
+
+def read_reusable(index_dir: Path) -> Reusable | None:
+    """The current build's vectors, read only from files that pass their checksum whatever the index's
+    size (a rebuild that reused a damaged file would keep the damage under a fresh checksum); None
+    when there is no index or it cannot be read."""
+    try:
+        manifest = read_manifest(index_dir, any_version=True)
+        build_dir = verify_files(index_dir, manifest, deep=True)
+        vhashes = read_vhashes(build_dir / PASSAGES)
+        vectors = DenseIndex.load(build_dir / DENSE).vectors()
+    except (QAError, ValueError, KeyError, TypeError, RuntimeError, OSError):
+        return None
+    try:
+        sentences = SentenceVectors.load(build_dir / SENTENCES)
+        docs = {d.doc_id: d for d in read_documents(build_dir / DOCUMENTS)}
+        passages, _ = read_passages(build_dir / PASSAGES, docs)
+        sentence_vectors = sentences.vectors[:]
+    except (QAError, ValueError, KeyError, TypeError, RuntimeError, OSError):  # format 1: no sentences
+        passages, sentence_vectors = None, None
+    return Reusable(manifest["encoder"], vhashes, vectors, passages, sentence_vectors)

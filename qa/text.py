@@ -7,6 +7,8 @@ It is used only for matching: quotes and citations always show the original text
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import unicodedata
 from bisect import bisect_left
@@ -33,19 +35,19 @@ STOPWORDS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
-def _t2s():
-    """The OpenCC Traditional->Simplified converter (loaded once)."""
+@lru_cache(maxsize=2)
+def opencc_converter(config: str):
+    """An OpenCC converter, loaded once: ``"t2s"`` (Traditional to Simplified) or ``"s2t"``."""
     import opencc
 
-    return opencc.OpenCC("t2s")
+    return opencc.OpenCC(config)
 
 
 def fold(text: str) -> str:
     """Fold script, width and case: ``fold('蘇州ＡＢ') == '苏州ab'``."""
     text = unicodedata.normalize("NFKC", text).lower()
     if _CJK_RE.search(text):
-        text = _t2s().convert(text)
+        text = opencc_converter("t2s").convert(text)
     return text
 
 
@@ -138,10 +140,7 @@ def _chars(text: str) -> np.ndarray:
 class CharGrams:
     """The set of characters and adjacent character pairs of some folded texts, as sorted integer
     codes: built once with the index (``python -m qa build``) and loaded with it, so abstention's
-    "does the corpus contain this word" needs no pass over the corpus when the app starts (100,000
-    passages took 20 s as a set of strings)."""
-
-    FILE = "chargrams.npy"
+    "does the corpus contain this word" needs no pass over the corpus when the app starts."""
 
     def __init__(self, codes: np.ndarray):
         self.codes = np.ascontiguousarray(codes, dtype=np.uint64)
@@ -189,3 +188,86 @@ class CharGrams:
         if len(codes) > 1 and not bool(np.all(codes[1:] > codes[:-1])):  # a binary search needs them sorted
             raise ValueError(f"{path.name} is not sorted")
         return cls(codes)
+
+
+@lru_cache(maxsize=1)
+def char_frequencies() -> dict[str, int]:
+    """Per-character frequency (Simplified) summed over jieba's word dictionary."""
+    import jieba
+
+    freq: dict[str, int] = {}
+    path = os.path.join(os.path.dirname(jieba.__file__), "dict.txt")
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            word, count, _ = line.split(" ")
+            n = int(count)
+            for ch in word:
+                freq[ch] = freq.get(ch, 0) + n
+    return freq
+
+
+def plausibility(text: str) -> float:
+    """Mean log-frequency of the CJK characters in a decoding (higher is likelier right)."""
+    sample = fold(text[:20000])
+    freq = char_frequencies()
+    chars = [c for c in sample if not c.isascii() and not c.isspace()]
+    if not chars:
+        return 0.0
+    # Kana, box drawing, private-use and other non-CJK characters score 0: mis-decoded
+    # Big5 read as GB18030 is full of them.
+    return sum(math.log1p(freq.get(c, 0)) if "\u3400" <= c <= "\u9fff" else 0.0 for c in chars) / len(chars)
+
+
+_CONTENT_POS = ("n", "v", "a", "i", "l", "j", "eng")
+# Words that frame a question about a text rather than name a concept in it.
+_FRAME = frozenset("文章 本文 文中 提到 提及 根据 据 说 认为 指 叫 叫做 称为 称 有 是 做 要 用 进行 属于 包括 主要 具体 分别".split())
+
+
+@lru_cache(maxsize=1)
+def general_idf() -> tuple[dict[str, float], float]:
+    """jieba's general-language IDF table and its median (used for unknown words)."""
+    import jieba.analyse
+
+    table: dict[str, float] = {}
+    path = os.path.join(os.path.dirname(jieba.analyse.__file__), "idf.txt")
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            word, _, value = line.rstrip("\n").partition(" ")
+            if value:
+                table[word] = float(value)
+    values = sorted(table.values())
+    return table, values[len(values) // 2]
+
+
+@lru_cache(maxsize=1)
+def _posseg():
+    """jieba's part-of-speech tokenizer; it wraps the tokenizer ``qa.text`` cuts words with (one prefix dict)."""
+    import jieba.posseg
+
+    jieba_tokenizer()  # initialised quietly, once
+    return jieba.posseg.dt
+
+
+@lru_cache(maxsize=1024)
+def tagged_words(question: str, hmm_chars: int = 80) -> tuple[tuple[str, str], ...]:
+    """(word, part-of-speech flag) of every word of the folded question; cached, as abstention and the
+    quote read them.
+
+    jieba guesses words outside its dictionary with an HMM that costs about 1 ms a rare character.
+    Only the first ``hmm_chars`` characters (``QuestionConfig.hmm_chars``) get that guess; the rest is
+    cut with the dictionary alone, so a long question of rare characters costs no more than a short one.
+    """
+    folded = fold(question)
+    head, tail = folded[:hmm_chars], folded[hmm_chars:]
+    words = [(p.word, p.flag) for p in _posseg().cut(head)]
+    if tail:
+        words += [(p.word, p.flag) for p in _posseg().cut(tail, HMM=False)]
+    return tuple(words)
+
+
+def content_words(question: str, hmm_chars: int = 80) -> list[tuple[str, str]]:
+    """(word, part-of-speech flag) of the question's Chinese content words, folded."""
+    return [
+        (w, f) for w, f in tagged_words(question, hmm_chars)
+        if has_cjk(w) and w not in STOPWORDS and w not in _FRAME and f.startswith(_CONTENT_POS)
+    ]

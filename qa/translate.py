@@ -26,7 +26,6 @@ _SKIP = frozenset("what which who whom when where why how does do did is are was
                   "one two three four five six seven eight nine ten first second third fourth fifth sixth "
                   "seventh eighth ninth tenth january february march april may june july august september "
                   "october november december annual annually year years month months".split())
-MAX_PER_TERM = 4
 
 
 def _gloss_keys(gloss: str) -> list[str]:
@@ -92,16 +91,13 @@ def _variants(word: str) -> list[str]:
     return out
 
 
-def translate_terms(question: str, usable: Callable[[str], bool]) -> list[str]:
-    """Chinese words for the English words of ``question`` that pass ``usable`` (e.g. in the corpus)."""
-    return translate(question, usable)[0]
-
-
-def translate(question: str, usable: Callable[[str], bool]) -> tuple[list[str], list[str], int]:
+def translate(question: str, usable: Callable[[str], bool], per_word: int = 4) -> tuple[list[str], list[str], int]:
     """(usable Chinese words, English words whose every translation is unusable, content words).
 
-    An English word the dictionary knows but whose translations the corpus never
-    uses names a concept the corpus does not talk about (abstention uses this).
+    Each English word (or 2-3 word phrase) brings at most ``per_word`` usable renderings
+    (``SearchConfig.translations_per_word``). An English word the dictionary knows but whose
+    translations the corpus never uses names a concept the corpus does not talk about (abstention
+    uses this).
     """
     table = english_to_chinese()
     words = _WORD_RE.findall(question.lower())
@@ -120,7 +116,7 @@ def translate(question: str, usable: Callable[[str], bool]) -> tuple[list[str], 
             known = [w for key in keys for w in table.get(key, ())]
             found = list(dict.fromkeys(w for w in known if usable(w)))
             if found:
-                out.extend(found[:MAX_PER_TERM])
+                out.extend(found[:per_word])
                 content += 1
                 i += n
                 break

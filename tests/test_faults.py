@@ -21,7 +21,7 @@ from conftest import ROOT, TINY_DOCS, run_qa, write_corpus
 from qa import Pipeline, store
 from qa.cli import inert
 from qa.cli import main as cli_main
-from qa.errors import EncoderError, IndexWriteError
+from qa.errors import EncoderError
 from qa.search import DenseIndex, LexicalIndex, SentenceVectors
 from qa.text import CharGrams
 
@@ -126,7 +126,7 @@ def test_an_index_that_recorded_a_relative_corpus_path_is_served_as_it_is_elsewh
 
 
 @pytest.mark.parametrize("rel", ["dense.faiss", "sentences/vectors.npy", "documents.jsonl", "passages.jsonl",
-                                 "bm25/vocab.index.json", CharGrams.FILE])
+                                 "bm25/vocab.index.json", store.GRAMS])
 def test_flipped_bytes_then_the_suggested_repair_gives_the_same_answers(cli_index, rel):
     _, index, answer = cli_index
     m = _manifest(index)

@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 from conftest import HANS_ARTICLE, HANT_ARTICLE, ROOT, TINY_DOCS, write_corpus
 
+import qa.files
 import qa.ingest
 from qa import Pipeline
 from qa.cli import main as cli_main
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
-from qa.split import SplitConfig
+from qa.config import SplitConfig
 
 QUESTION = "苏州什么时候获批创建区块链发展先导区？"
 
@@ -196,14 +197,15 @@ def test_unreadable_file_is_skipped_naming_it_and_the_rest_indexed(tmp_path, mon
     secret = corpus / "secret.zh-Hans.txt"
     secret.write_text("机密文件\n\n这是一份无法读取的文件，里面写着碧螺春的秘密。\n", encoding="utf-8")
     if os.geteuid() == 0:  # root reads mode-000 files: simulate the permission error instead
-        real_read_bytes = Path.read_bytes
+        real_open = qa.files.open_regular
 
-        def read_bytes(self):
-            if self.name == secret.name and self.parent.resolve() == corpus.resolve():
-                raise PermissionError(13, "Permission denied", str(self))
-            return real_read_bytes(self)
+        def open_regular(path):
+            if Path(path).name == secret.name and Path(path).parent.resolve() == corpus.resolve():
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_open(path)
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(qa.files, "open_regular", open_regular)
+        monkeypatch.setattr(qa.ingest, "open_regular", open_regular)
     else:
         secret.chmod(0)
     try:

@@ -1,19 +1,17 @@
-"""Search: dense index vs brute force, HNSW recall, score fusion, RRF, BM25 script folding."""
+"""Search: dense index vs brute force, IVF recall, score fusion, BM25 script folding."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from qa.config import IndexConfig
 from qa.errors import IndexCorruptError
 from qa.search import (
-    B,
-    K1,
     DenseIndex,
     LexicalIndex,
     SentenceVectors,
     TitleIndex,
-    fuse_rankings,
     fuse_scores,
     minmax,
     top_k,
@@ -94,7 +92,7 @@ def test_lexical_index_tokenises_repeated_texts_once_with_the_same_scores():
 
     texts = PASSAGES + PASSAGES[:2]
     repeated = LexicalIndex.build(texts)
-    plain = bm25s.BM25(k1=K1, b=B, method="lucene")
+    plain = bm25s.BM25(k1=IndexConfig().bm25_k1, b=IndexConfig().bm25_b, method="lucene")
     plain.index([tokenize(t) or [""] for t in texts], show_progress=False)
     for q in ("區塊鏈 捷運", "苏州区块链", "python"):
         np.testing.assert_allclose(repeated.scores(q), LexicalIndex(plain).scores(q), rtol=1e-6)
@@ -148,23 +146,6 @@ def test_minmax(x, expected):
     assert np.all(np.isfinite(out))
 
 
-def test_fuse_rankings_reciprocal_rank_hand_worked():
-    # list A: 1, 2, 3    list B: 3, 1
-    # 1: 1/(60+1) + 1/(60+2) = 0.0163934 + 0.0161290 = 0.0325224
-    # 3: 1/(60+3) + 1/(60+1) = 0.0158730 + 0.0163934 = 0.0322664
-    # 2: 1/(60+2)            = 0.0161290
-    ids, scores = fuse_rankings([np.array([1, 2, 3]), np.array([3, 1])])
-    np.testing.assert_array_equal(ids, [1, 3, 2])
-    np.testing.assert_allclose(scores, [1 / 61 + 1 / 62, 1 / 63 + 1 / 61, 1 / 62], rtol=1e-6)
-    # k = 0: 1: 1/1 + 1/2 = 1.5; 3: 1/3 + 1 = 1.333; 2: 1/2
-    ids, scores = fuse_rankings([np.array([1, 2, 3]), np.array([3, 1])], k=0)
-    np.testing.assert_array_equal(ids, [1, 3, 2])
-    np.testing.assert_allclose(scores, [1.5, 4 / 3, 0.5], rtol=1e-6)
-    # a tie (4 and 9 both 1/61) goes to the smaller id
-    ids, _ = fuse_rankings([np.array([9]), np.array([4])])
-    np.testing.assert_array_equal(ids, [4, 9])
-
-
 def test_top_k_keeps_positive_scores_best_first_ties_by_row():
     scores = np.array([0.0, 2.0, 2.0, 1.0, -1.0, 3.0], dtype=np.float32)
     ids, s = top_k(scores, 3)
@@ -201,13 +182,13 @@ def lexical():
     ],
 )
 def test_lexical_index_folds_scripts_width_and_case(lexical, question, expected_row):
-    ids, scores = lexical.search(question, 4)
+    ids, scores = top_k(lexical.scores(question), 4)
     assert len(ids) >= 1 and ids[0] == expected_row, (ids, scores)
     assert scores[0] > 0
 
 
 def test_lexical_index_no_match_gives_no_results(lexical):
-    ids, scores = lexical.search("红烧肉", 4)
+    ids, scores = top_k(lexical.scores("红烧肉"), 4)
     assert len(ids) == 0
     assert np.all(lexical.scores("红烧肉") == 0)
 

@@ -10,7 +10,8 @@ from conftest import REAL_CORPUS
 from qa.clean import clean_document
 from qa.errors import QAError
 from qa.ingest import read_corpus
-from qa.split import SplitConfig, _cut_long, sentence_spans, split_document, split_documents
+from qa.config import SplitConfig
+from qa.split import _cut_long, sentence_spans, split_document, split_documents
 
 CONFIGS = [
     SplitConfig(),

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, TINY_DOCS, write_corpus
 
-import qa.answer as answer
+import qa.abstain as abstain
 import qa.store as store
-from qa import Pipeline, SplitConfig
+from qa import Pipeline
+from qa.config import SplitConfig
 from qa.encode import HashEncoder, load_encoder
 from qa.errors import IndexCorruptError, IndexLockedError, IndexMismatchError, IndexMissingError, IndexOutdatedError
 from qa.ingest import load_corpus
-from qa.encode import embed_text
+from qa.build import embed_text
 from qa.search import LexicalIndex
 from qa.split import quote_spans, split_documents
 from qa.text import fold
@@ -366,7 +367,7 @@ def test_the_corpus_character_pairs_are_stored_with_the_index_and_read_back(buil
     _, index, built = built_index
     loaded = Pipeline.load(index)
     assert np.array_equal(loaded.words._grams.codes, built.words._grams.codes) and len(built.words._grams.codes)
-    monkeypatch.setattr(answer, "corpus_grams", lambda passages: pytest.fail("made again on load"))
+    monkeypatch.setattr(abstain, "corpus_grams", lambda passages: pytest.fail("made again on load"))
     assert loaded.words.present(fold("龍井茶")) and not loaded.words.present(fold("大熊貓"))
 
 

@@ -46,9 +46,37 @@ def test_char_grams_join_texts_without_inventing_pairs_across_them():
 
 def test_char_grams_round_trip(tmp_path):
     grams = CharGrams.build(["区块链发展先导区"])
-    grams.save(tmp_path / CharGrams.FILE)
-    assert np.array_equal(CharGrams.load(tmp_path / CharGrams.FILE).codes, grams.codes)
+    grams.save(tmp_path / "chargrams.npy")
+    assert np.array_equal(CharGrams.load(tmp_path / "chargrams.npy").codes, grams.codes)
     assert not CharGrams(np.zeros(0, np.uint64)).holds("区")
-    np.save(tmp_path / CharGrams.FILE, grams.codes[::-1].copy())  # a binary search over these would lie
+    np.save(tmp_path / "chargrams.npy", grams.codes[::-1].copy())  # a binary search over these would lie
     with pytest.raises(ValueError, match="not sorted"):
-        CharGrams.load(tmp_path / CharGrams.FILE)
+        CharGrams.load(tmp_path / "chargrams.npy")
+
+
+def test_words_and_part_of_speech_tags_share_one_jieba_dictionary():
+    from qa.text import _posseg, jieba_tokenizer
+
+    assert _posseg().tokenizer is jieba_tokenizer()
+
+
+def test_a_long_question_of_rare_characters_costs_no_more_hmm_than_a_short_one(monkeypatch):
+    """jieba's HMM (about 1 ms a rare character) reads at most ``HMM_CHARS`` characters of a question."""
+    import random
+
+    import jieba.posseg
+
+    from qa.config import QuestionConfig
+    from qa.pipeline import MAX_QUESTION_CHARS
+    from qa.text import fold, tagged_words
+
+    HMM_CHARS = QuestionConfig().hmm_chars
+
+    read = []
+    real = jieba.posseg.viterbi
+    monkeypatch.setattr(jieba.posseg, "viterbi", lambda obs, *a, **kw: (read.append(len(obs)), real(obs, *a, **kw))[1])
+    rng = random.Random(7)
+    question = "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(MAX_QUESTION_CHARS))
+    words = tagged_words(question)
+    assert "".join(w for w, _ in words) == fold(question)  # every character still cut into words
+    assert 0 < sum(read) <= HMM_CHARS < MAX_QUESTION_CHARS

@@ -50,12 +50,14 @@ def load_real(settings, log: Callable[[str], None]) -> RealData:
     docs are ingested, split and embedded here with the product's functions.
     """
     from .. import store
-    from ..encode import embed_text, encoder_name, load_encoder
+    from ..build import embed_text
+    from ..encode import encoder_name, load_encoder
     from ..evaluate import load_questions
     from ..ingest import load_corpus
     from ..schema import Document, Passage
     from ..search import DenseIndex
-    from ..split import SplitConfig, split_documents
+    from ..config import SplitConfig
+    from ..split import split_documents
 
     name = encoder_name(settings.encoder)
     docs, passages, vectors, questions, used = [], [], [], [], []

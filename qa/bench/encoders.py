@@ -18,7 +18,7 @@ from .measure import ROOT, ms_since, peak_rss_mb, set_threads, summarize
 
 def embed_texts(real: RealData, count: int, seed: int = SEED) -> list[str]:
     """The embed texts (title + heading + passage, as ``build`` embeds) of ``count`` real passages."""
-    from ..encode import embed_text
+    from ..build import embed_text
 
     rng = np.random.default_rng(seed + 1)
     rows = rng.choice(len(real.passages), min(count, len(real.passages)), replace=False)

@@ -19,8 +19,8 @@ def save_index(index_dir: Path, documents: list, passages: list, dense, lexical,
                dim: int, grams=None) -> dict:
     """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from .. import store
-    from ..encode import embed_settings
-    from ..split import SplitConfig
+    from ..build import embed_settings
+    from ..config import SplitConfig
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
@@ -42,7 +42,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     import faiss
 
     from ..encode import load_encoder
-    from ..answer import corpus_grams
+    from ..abstain import corpus_grams
     from ..search import DenseIndex, LexicalIndex
 
     real = load_pickle(real_path)
@@ -139,12 +139,12 @@ def serve_size(index_dir: Path, encoder: str, questions: list[str], warmup: list
         total = ms_since(t0)
         cpu.append((time.process_time() - c0) * 1e3)
         answered += not a.abstained
-        qvec = p.query_vector(a.question)  # cached by ask: no encoding here
+        qvec = p.retriever.query_vector(a.question)  # cached by ask: no encoding here
         t0 = time.perf_counter()
-        p.dense.search(qvec, p.config.candidates)
+        p.dense.search(qvec, p.config.search.candidates)
         d = ms_since(t0)
         t0 = time.perf_counter()
-        top_k(p.lexical.scores(p.lexical_query(a.question)), p.config.candidates)
+        top_k(p.lexical.scores(p.retriever.lexical_query(a.question)), p.config.search.candidates)
         b = ms_since(t0)
         e2e.append(total)
         enc.append(a.timings_ms["encode"])

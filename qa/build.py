@@ -1,0 +1,158 @@
+"""Build: read, clean, split, embed and index a corpus, and write it through the store.
+
+What a build embeds (``embed_text``: a passage with its title and heading; its sentences as they
+are) is hashed with the encoder's name (``vhash``), so ``embed_reusing`` embeds only text that the
+current index does not already hold (``previous_vectors``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .abstain import corpus_grams
+from .config import IndexConfig, SplitConfig
+from .encode import Encoder
+from .errors import CorpusError, EncoderError
+from .ingest import TEXT_SUFFIXES, load_corpus
+from .schema import Passage
+from .search import DenseIndex, LexicalIndex, SentenceVectors
+from .split import quote_spans, split_documents
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BuildReport:
+    """What a build did: counts, what it reused, and what it skipped or warned about."""
+
+    documents: int = 0
+    passages: int = 0
+    embedded: int = 0
+    reused: int = 0
+    sentences: int = 0
+    sentences_embedded: int = 0
+    seconds: float = 0.0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def embed_text(p: Passage, with_title: bool) -> str:
+    """The text a passage is embedded as: its title and heading, then the passage."""
+    if not with_title:
+        return p.text
+    head = " ".join(x for x in (p.title, p.heading) if x)
+    return f"{head}\n{p.text}" if head else p.text
+
+
+def embed_sentences(p: Passage) -> list[str]:
+    """A passage's sentences as embedded (``split.quote_spans``), in its ``SentenceVectors`` row order."""
+    return [p.text[a:b] for a, b in quote_spans(p.text)]
+
+
+def embed_settings(with_title: bool) -> dict:
+    """The manifest's ``embed`` entry: what ``embed_text`` put into the embedded text."""
+    return {"title": with_title, "fold": "opencc-t2s+nfkc+lower"}
+
+
+def vhash(encoder: str, text: str) -> str:
+    """Content hash of what gets embedded, so unchanged passages are never re-embedded."""
+    return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()[:20]
+
+
+def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dict[str, np.ndarray],
+                   progress: Callable[[str, int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of ``texts`` (as passages), from ``cache`` where their hash (``vhash``) is in it; a text
+    that occurs several times is embedded once. Returns (vectors, which rows were embedded now)."""
+    vectors = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    fresh = np.array([h not in cache for h in vhashes], dtype=bool)
+    first: dict[str, int] = {}
+    for i, h in enumerate(vhashes):
+        if h in cache:
+            vectors[i] = cache[h]
+        else:
+            first.setdefault(h, i)
+    todo = list(first.values())
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress("embed", done, len(todo))
+
+    if todo:
+        vectors[todo] = enc.encode([texts[i] for i in todo], "passage", progress=tick)
+        for i in np.flatnonzero(fresh):
+            vectors[i] = vectors[first[vhashes[i]]]
+    return vectors, fresh
+
+
+def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
+    """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
+    same encoder (``store.read_reusable``: only from files that pass their checksum); an index of an
+    older format gives its passage vectors. Rows that are not finite are left out."""
+    old = store.read_reusable(index_dir)
+    if old is None or old.encoder.get("name") != enc.name or old.encoder.get("dim") != enc.dim:
+        return {}
+    cache = dict(zip(old.vhashes, old.vectors))
+    if old.passages is not None:
+        texts = [t for p in old.passages for t in embed_sentences(p)]
+        if len(texts) == len(old.sentence_vectors):  # sentences cut as they are now
+            cache.update(zip((vhash(enc.name, t) for t in texts), old.sentence_vectors))
+    return {h: v for h, v in cache.items() if np.isfinite(v).all()}
+
+
+def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitConfig = SplitConfig(),
+                config: IndexConfig = IndexConfig(), progress: Progress | None = None) -> tuple[store.IndexData, dict,
+                                                                                                BuildReport]:
+    """Read, clean, split, embed and index ``corpus``; write it atomically to ``index_dir``.
+
+    Returns what was written (without reading and hashing it back), the manifest and the report.
+    """
+    t0 = time.perf_counter()
+    ingest = load_corpus(corpus)
+    report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
+    if not ingest.documents:
+        why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(TEXT_SUFFIXES)} files"
+        raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
+    passages = split_documents(ingest.documents, split)
+    texts = [embed_text(p, config.embed_title) for p in passages]
+    sentences = [embed_sentences(p) for p in passages]
+    texts += [t for ss in sentences for t in ss]
+    vhashes = [vhash(enc.name, t) for t in texts]
+    n = len(passages)
+    with store.build_lock(index_dir):
+        vectors, fresh = embed_reusing(enc, texts, vhashes, previous_vectors(index_dir, enc), progress)
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():  # never written: every score against them would be NaN
+            raise EncoderError(f"encoder {enc.name!r} gave NaN or infinite vectors for {int(bad.sum())} of "
+                               f"{len(texts)} texts (first: {texts[int(np.argmax(bad))][:40]!r}); check the model")
+        if progress:
+            progress("index", 0, 1)
+        dense = DenseIndex.build(vectors[:n], config.exact_limit, config.ivf_target_recall)
+        sent = SentenceVectors.build(vectors[n:], map(len, sentences))
+        lexical = LexicalIndex.build([p.text for p in passages], config.bm25_k1, config.bm25_b)
+        grams = corpus_grams(passages, config.char_grams_limit)
+        manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
+            "encoder": {"name": enc.name, "dim": enc.dim},
+            "split": split.to_json(),
+            "embed": embed_settings(config.embed_title),
+            "corpus": {"path": str(Path(corpus).resolve()), "files": ingest.hashes},
+            "skipped": [list(s) for s in ingest.skipped],
+            "warnings": [list(w) for w in ingest.warnings],
+        }, grams)
+        if progress:
+            progress("index", 1, 1)
+    report.documents, report.passages, report.sentences = len(ingest.documents), n, len(texts) - n
+    report.embedded = int(fresh[:n].sum())
+    report.reused, report.sentences_embedded = n - report.embedded, int(fresh[n:].sum())
+    report.seconds = time.perf_counter() - t0
+    data = store.IndexData(ingest.documents, passages, vhashes[:n], dense, lexical, sent, grams)
+    return data, manifest, report

@@ -1,0 +1,211 @@
+"""Config: every setting of the pipeline, a named field with its default, in one place.
+
+``Config`` groups one frozen dataclass per stage; pass it to ``Pipeline`` (``Pipeline.open(...,
+config=Config(...))``) or give the CLI a JSON file with ``--config FILE`` holding the fields to change
+(``{"rerank": {"depth": 30}, "abstain": {"threshold": 0.5}}``). What each value does is said here;
+why it has that value, the grid it was chosen from and what it measured are in ``docs/tuning.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Passage size in characters: packed up to ``max_chars``; consecutive passages share their
+    boundary sentence when it is at most ``overlap_chars`` long; a block shorter than ``min_chars``
+    is joined with the next when they touch. An index records the split it was built with."""
+
+    max_chars: int = 800
+    overlap_chars: int = 80
+    min_chars: int = 40
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_chars, int) or self.max_chars < 20:
+            raise ValueError(f"max_chars={self.max_chars!r}; expected a whole number of characters, 20 or more")
+        if self.overlap_chars < 0 or self.min_chars < 0:
+            raise ValueError("overlap_chars and min_chars must be 0 or more")
+
+    def to_json(self) -> dict:
+        """Plain dict for the manifest."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def of_index(cls, manifest: dict) -> SplitConfig:
+        """The split an index was built with (the default for one whose manifest predates recording it)."""
+        return cls(**manifest["split"]) if "split" in manifest else cls()
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How a build indexes passages.
+
+    ``embed_title``: a passage is embedded with its document's title and heading in front.
+    ``bm25_k1`` / ``bm25_b``: BM25's term-frequency saturation and length normalisation (an index
+    keeps the values it was built with). ``exact_limit``: up to this many passages the dense index
+    is exact (flat); past it, IVF with the smallest nprobe whose recall@10 on probe queries reaches
+    ``ivf_target_recall``. ``char_grams_limit``: up to this many passages the index stores the
+    corpus's characters and character pairs (abstention's "does the corpus use this word"); past it,
+    a word is present when BM25's vocabulary holds its tokens.
+    """
+
+    embed_title: bool = True
+    bm25_k1: float = 0.9
+    bm25_b: float = 0.4
+    exact_limit: int = 25_000
+    ivf_target_recall: float = 0.97
+    char_grams_limit: int = 200_000
+
+
+@dataclass(frozen=True)
+class QuestionConfig:
+    """What one question may cost. ``max_chars``: a longer question is cut, with a notice.
+    ``hmm_chars``: jieba guesses words outside its dictionary with an HMM (about 1 ms a rare
+    character) in this many leading characters only; the rest is cut with the dictionary alone."""
+
+    max_chars: int = 200
+    hmm_chars: int = 80
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Retrieval. ``candidates``: passages each retriever brings to the fusion. ``dense_weight``: the
+    dense share w of ``hybrid = w * minmax(cosine) + (1 - w) * minmax(bm25)``. ``translations_per_word``:
+    CC-CEDICT renderings of one English word that an English question over Chinese text searches for."""
+
+    dense_weight: float = 0.5
+    candidates: int = 50
+    translations_per_word: int = 4
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """How much of a question one sentence says (the rerank, abstention and the quote read it): its
+    share of the question's content-word bigrams, plus ``phrase_weight`` times its share of the
+    question's character trigrams (phrases in order). A one-character word counts ``char_weight``; a
+    gram of the document's title counts ``title_gram_weight`` (a question names its document's subject,
+    the answering sentence often leaves it out)."""
+
+    phrase_weight: float = 0.5
+    char_weight: float = 0.25
+    title_gram_weight: float = 0.2
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Hybrid rerank of the top ``depth`` fused passages: ``+ sentence_weight`` x the best sentence's
+    match (``MatchConfig``), ``+ sentence_dense_weight`` x the best sentence cosine (min-max over the
+    ``depth``), ``+ number_weight`` x the share of the question's numbers the passage states; every
+    candidate of a document the question names by its title (2 to ``max_title_chars`` characters)
+    gets ``+ title_weight``."""
+
+    depth: int = 20
+    sentence_weight: float = 1.0
+    sentence_dense_weight: float = 0.3
+    number_weight: float = 0.2
+    title_weight: float = 0.2
+    max_title_chars: int = 30
+
+
+@dataclass(frozen=True)
+class AbstainConfig:
+    """When to say the documents do not answer (``qa.abstain``): confidence under ``threshold``.
+
+    Confidence starts as ``min(1 - missing share, coverage_scale * coverage)``, coverage read from the
+    best of the top ``coverage_depth`` BM25 passages. Under ``unsure``, the best passage's best
+    sentence must also say ``min_support`` of the question and mean it ``min_sentence_gap`` above the
+    other top passages' best sentences (a gap needs ``min_gap_passages`` of them); at any confidence it
+    must say ``weak_support`` or mean it ``weak_gap`` above them.
+    """
+
+    threshold: float = 0.6
+    unsure: float = 0.8
+    min_support: float = 0.25
+    min_sentence_gap: float = 0.015
+    weak_support: float = 0.3
+    weak_gap: float = 0.025
+    coverage_depth: int = 10
+    coverage_scale: float = 1.5
+    min_gap_passages: int = 10
+
+
+@dataclass(frozen=True)
+class QuoteConfig:
+    """Which sentence of the best passage is quoted (``qa.quote``). A sentence's score is its match
+    (``MatchConfig``) plus ``when_bonus`` when a "when" question meets a date and ``count_bonus`` when
+    a "how many" question meets a digit, plus ``char_share_weight`` x its share of the characters of
+    the question's content words beyond the title's (a paraphrase keeps one). A neighbour holding
+    ``neighbour_gain`` of the question that the best sentence lacks is quoted with it; a sentence of
+    fewer than ``min_quote_chars`` letters and digits is quoted with the next."""
+
+    char_share_weight: float = 0.6
+    when_bonus: float = 0.35
+    count_bonus: float = 0.25
+    neighbour_gain: float = 0.1
+    min_quote_chars: int = 8
+
+
+_SECTIONS = {"split": SplitConfig, "index": IndexConfig, "question": QuestionConfig, "search": SearchConfig,
+             "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, one section a stage. ``split`` and ``index`` apply when an index is built;
+    the rest when questions are asked."""
+
+    split: SplitConfig = field(default_factory=SplitConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    question: QuestionConfig = field(default_factory=QuestionConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    abstain: AbstainConfig = field(default_factory=AbstainConfig)
+    quote: QuoteConfig = field(default_factory=QuoteConfig)
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        """Every section as a plain dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: object, source: str = "config") -> Config:
+        """A config from ``{"section": {"field": value}}``; unnamed fields keep their defaults.
+        An unknown section or field, or a value of the wrong type, is a ``ValueError`` naming it."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a JSON object of sections ({', '.join(_SECTIONS)})")
+        sections = {}
+        for name, values in data.items():
+            kind = _SECTIONS.get(name)
+            if kind is None:
+                raise ValueError(f"{source}: unknown section {name!r}; expected one of {', '.join(_SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ValueError(f"{source}: section {name!r} must be an object of fields")
+            fields = {f.name: f for f in dataclasses.fields(kind)}
+            for key, value in values.items():
+                if key not in fields:
+                    raise ValueError(f"{source}: {name}.{key} is not a setting; expected one of {', '.join(fields)}")
+                default = getattr(kind(), key)
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                ok = (isinstance(value, bool) if isinstance(default, bool)
+                      else (number and (isinstance(value, int) or isinstance(default, float))))
+                if not ok:
+                    raise ValueError(f"{source}: {name}.{key}={value!r}; expected a {type(default).__name__}")
+            sections[name] = kind(**{k: float(v) if isinstance(getattr(kind(), k), float) else v
+                                     for k, v in values.items()})
+        return cls(**sections)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """A config from a JSON file (see ``from_json``)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {str(path)!r} ({exc.strerror})") from None
+        except ValueError as exc:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON ({exc})") from None
+        return cls.from_json(data, str(path))

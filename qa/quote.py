@@ -1,0 +1,104 @@
+"""Quote: the sentence of the best passage that answers the question, quoted exactly.
+
+The quote is always a slice of the passage's text (``Quote.start`` / ``Quote.end`` relative to the
+passage), so its citation can be checked against the original file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+
+from .config import MatchConfig, QuoteConfig
+from .rerank import question_grams, question_trigrams, sentence_grams, sentence_overlaps, sentence_trigrams
+from .schema import Quote
+from .split import quote_spans
+from .text import char_bigrams, char_trigrams, cjk_chars, content_words, fold
+
+_WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
+_HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
+_DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d|近日|日前|近期|今年|去年|明年|当时|目前")
+_NUMBER = re.compile(r"\d")
+_WORD_CHARS = re.compile(r"\w")
+
+
+def _cue_bonus(question: str, sentence: str, config: QuoteConfig) -> float:
+    """Extra weight for a sentence holding the answer type the question asks for."""
+    bonus = 0.0
+    question = fold(question)
+    if _WHEN.search(question) and _DATE.search(sentence):
+        bonus += config.when_bonus
+    if _HOW_MANY.search(question) and _NUMBER.search(sentence):
+        bonus += config.count_bonus
+    return bonus
+
+
+def pick_quote(
+    question: str,
+    passage_text: str,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    query_vector: np.ndarray | None = None,
+    title: str = "",
+    config: QuoteConfig = QuoteConfig(),
+    match: MatchConfig = MatchConfig(),
+    hmm_chars: int = 80,
+) -> Quote:
+    """The sentence of ``passage_text`` that best answers ``question``.
+
+    Sentences are scored by the share of the bigrams of the question's content words they contain,
+    plus ``match.phrase_weight`` times their share of the question's character trigrams (bigrams and
+    trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an answer-type cue
+    (dates for 'when', digits for 'how many'), plus ``config.char_share_weight`` times their share of
+    the characters of the question's content words beyond the title's. When no sentence shares a word
+    with the question beyond those of the ``title`` (an English question over Chinese text;
+    "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。朱载圳贪婪蛮横…") and an ``embed``
+    function is given, the sentence with the highest cosine to ``query_vector`` is chosen instead. A
+    neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen sentence
+    lacks is quoted with it.
+    """
+    spans = quote_spans(passage_text)
+    if len(spans) == 1:
+        s, e = spans[0]
+        return Quote(passage_text[s:e], s, e)
+    sentences = [passage_text[s:e] for s, e in spans]
+    # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
+    folded_title = fold(title)
+    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(folded_title)
+    overlaps = sentence_overlaps(q_grams, grams, topic=topic, match=match)
+    # No sentence says anything of the question beyond its document's subject: judge by meaning.
+    by_meaning = embed is not None and query_vector is not None and not any(
+        (q_grams - topic) & g for g in grams)
+    if by_meaning:
+        scores = list(embed(sentences) @ query_vector)
+    else:
+        phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
+                                    char_trigrams(folded_title), match)
+        scores = [o + match.phrase_weight * p + _cue_bonus(question, t, config)
+                  for o, p, t in zip(overlaps, phrases, sentences)]
+        # the question's content characters beyond the title's; ``grams`` already hold each sentence's
+        chars = cjk_chars("".join(w for w, _ in content_words(question, hmm_chars))) - set(folded_title)
+        if chars:
+            scores = [x + config.char_share_weight * len(chars & g) / len(chars) for x, g in zip(scores, grams)]
+    best = int(np.argmax(scores))
+    s, e = spans[best]
+    # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.
+    if best + 1 < len(spans) and _fragment(passage_text[s:e], config.min_quote_chars):
+        return Quote(passage_text[s : spans[best + 1][1]], s, spans[best + 1][1])
+    if not by_meaning and max(overlaps) > 0:
+        # A question built from two sentences: quote the neighbour that holds most of the rest of it.
+        lacking = q_grams - grams[best]
+        neighbours = [n for n in (best - 1, best + 1) if 0 <= n < len(spans)]
+        # each neighbour's weighted share of the lacking bigrams, rescaled to a share of the question's
+        shares = sentence_overlaps(lacking, [grams[n] for n in neighbours], topic, match)
+        gains = [x * len(lacking) / len(q_grams) for x in shares]
+        n = neighbours[int(np.argmax(gains))]  # the one before wins a tie
+        if max(gains) >= config.neighbour_gain:
+            s, e = min(s, spans[n][0]), max(e, spans[n][1])
+    return Quote(passage_text[s:e], s, e)
+
+
+def _fragment(sentence: str, min_chars: int) -> bool:
+    """A sentence of fewer than ``min_chars`` letters and digits, or one that introduces what follows."""
+    return len(_WORD_CHARS.findall(sentence)) < min_chars or sentence.rstrip().endswith(("：", ":"))

@@ -1,0 +1,84 @@
+"""Quote: which sentence of the best passage answers the question."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qa.config import QuoteConfig
+from qa.quote import pick_quote
+from qa.split import quote_spans
+
+
+def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_title():
+    # From CMRC 2018 dev: the lead sentence names the subject (the document title) and
+    # shares the most bigrams with the question; the answer leaves the subject out.
+    text = ("截尾鹦嘴鱼，又名杂纹鹦哥鱼，为辐鳍鱼纲鲈形目鹦哥鱼科的一个种。"
+            "本鱼分布于西太平洋区，包括日本、台湾及澳洲等海域。")
+    q = "截尾鹦嘴鱼一般分布在什么地方？"
+    assert pick_quote(q, text).text.startswith("截尾鹦嘴鱼")  # without a title: the lead sentence wins
+    assert pick_quote(q, text, title="截尾鹦嘴鱼").text.startswith("本鱼分布于西太平洋区")
+    # Title bigrams still count a little: with no other overlap, the sentence naming the subject wins.
+    assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
+
+
+def test_when_only_title_words_are_shared_the_quote_is_chosen_by_meaning():
+    # From CMRC 2018 dev: 性格 and 特点 are in no sentence; every sentence naming 朱载圳 shares only the title.
+    text = "朱载圳（），明世宗第四子、母卢靖妃。嘉靖十八年（1538年），封景王。朱载圳贪婪蛮横而嘉靖帝骄傲暴躁，父子很不和睦。"
+    q, title = "朱载圳的性格有什么特点?", "朱载圳"
+    assert pick_quote(q, text, title=title).text.startswith("朱载圳（）")  # without embeddings: the lead
+    asked = []
+
+    def embed(sentences):  # a stand-in encoder: the third sentence is the closest
+        asked.append(sentences)
+        return np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+
+    query = np.array([0.0, 1.0], dtype=np.float32)
+    assert pick_quote(q, text, embed, query, title).text == "朱载圳贪婪蛮横而嘉靖帝骄傲暴躁，父子很不和睦。"
+    assert len(asked) == 1
+    # a word shared beyond the title keeps the choice lexical: the encoder is not asked
+    assert pick_quote("朱载圳被封为什么王?", text, embed, query, title).text.endswith("嘉靖十八年（1538年），封景王。")
+    assert len(asked) == 1
+
+
+def test_a_neighbour_holding_the_rest_of_a_two_part_question_is_quoted_too():
+    # From DRCD dev: the question's first half matches the first sentence, its answer is in the second.
+    text = ("起源為寶順洋行東主顛地在此建一私邸「春園別墅」，其範圍由灣仔道伸展至大王東街。"
+            "別墅內有一小湖供劃舢板之用，其水源乃由石水渠街所引入。後來該地發展成為春園街。")
+    q = pick_quote("春園別墅中的小湖的水是來自哪邊的？", text, title="灣仔")
+    assert q.text == text[: text.index("後來")] and text[q.start : q.end] == q.text
+    # A neighbour that adds nothing the question asks about is left out.
+    assert pick_quote("春園別墅的範圍伸展至哪條街？", text, title="灣仔").text.startswith("起源")
+    assert pick_quote("春園別墅的範圍伸展至哪條街？", text, title="灣仔").text.endswith("大王東街。")
+
+
+def test_a_fragment_sentence_is_quoted_with_the_sentence_that_follows():
+    text = "硕塞（；）清太宗皇太极第五子，顺治元年封承泽郡王。后晋封亲王。"
+    q = pick_quote("硕塞是谁的儿子？", text, title="硕塞")
+    assert q.text == "硕塞（；）清太宗皇太极第五子，顺治元年封承泽郡王。"
+    assert text[q.start : q.end] == q.text
+
+
+def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeypatch):
+    _, _, p = built_index
+    row = next(i for i, x in enumerate(p.passages) if len(quote_spans(x.text)) > 1)
+    text = p.passages[row].text
+    monkeypatch.setattr(p.encoder, "encode", lambda *a, **k: pytest.fail("sentences embedded again"))
+    embed = p._sentence_vectors(row)
+    np.testing.assert_array_equal(embed([text[a:b] for a, b in quote_spans(text)]), p.sentences.of(row))
+
+
+@pytest.mark.parametrize("question, passage, title, answer", [
+    ("新西兰鸲鹟主要的食物是什么？", "新西兰鸲鹟主要分布在北岛的中部，小部份在岛屿湾。牠们主要猎食无脊椎动物，包括蝉、蚯蚓及蜘蛛。",
+     "新西兰鸲鹟", "无脊椎动物"),
+    ("许国佐有着哪些著作？", "许国佐，又名许钦翼，号班王、旧庵、拙庵。广东海阳人，明朝政治人物。著有《蜀弦集》和《百洲堂集》等。",
+     "许国佐", "蜀弦集"),
+    ("黑边天竺鲷鱼体呈什么颜色？", "黑边天竺鲷，俗名大目侧仔，为辐鳍鱼纲鲈形目鲈亚目天竺鲷科的其中一个种。本鱼体呈银灰色，眼径较吻长为大。",
+     "黑边天竺鲷", "银灰色"),
+])
+
+
+def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title, answer):
+    assert answer in pick_quote(question, passage, title=title).text
+    words_alone = QuoteConfig(char_share_weight=0.0)
+    assert answer not in pick_quote(question, passage, title=title, config=words_alone).text
