@@ -7,43 +7,32 @@ The index is built on first run (progress is printed), then loaded once and shar
 read-only by every session. Each question is retrieved on its own: the history on
 screen is not sent back to the pipeline. Rendering lives in ``qa/render.py``.
 
-The host and port (flags, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT) are checked,
-by binding them, before gradio is imported and before the index loads: gradio reads
-GRADIO_SERVER_PORT when imported and fails on a bad value with a traceback. A bad
-one is a one-line ``error: ...`` and exit status 2.
-
-Whatever a client sends is bounded and checked before it costs anything: request
-bodies over ``MAX_REQUEST_BYTES`` get a JSON 413, a question is cut to
-``MAX_QUESTION_CHARS`` first thing in the handler (the capped text is what the chat
-shows, with a notice), and a malformed call of the API (a missing input, a number
-for the question, a string for k, an unknown endpoint) gets a clear error back and
-one line in the log, never a traceback.
+The host and port are checked before gradio is imported and before the index loads,
+and whatever a client sends is bounded and checked before it costs anything (see
+``qa/serve.py``); a question is cut to ``MAX_QUESTION_CHARS`` first thing in the
+handler (the capped text is what the chat shows, with a notice).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import functools
-import html
-import inspect
-import json
 import logging
-import math
-import os
-import socket
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from qa import Pipeline, QAError
 from qa import render as R
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS
+from qa.schema import MODES
+from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser, is_number, short
+from qa.serve import gradio_env, listen_problem, resolve_address, serve
 
 if TYPE_CHECKING:
     import gradio as gr  # at run time bound by _gradio(), after the command line is checked
@@ -57,20 +46,12 @@ EXAMPLES = [
     "When did MIIT approve Suzhou's blockchain pilot zone?",
     "苏州区块链发展水平在2021年排名第几？",
 ]
-MODES = [("混合 Hybrid", "hybrid"), ("語義 Dense", "dense"), ("關鍵詞 BM25", "bm25")]
+MODE_LABELS = {"hybrid": "混合 Hybrid", "dense": "語義 Dense", "bm25": "關鍵詞 BM25"}  # one per qa.schema.MODES
 EMPTY_QUESTION = "請輸入一個關於文件內容的問題。\nPlease type a question about the documents."
 INTERNAL_ERROR = "出了點問題，請再試一次。\nSomething went wrong answering this question; please try again."
 DEFAULT_CONCURRENCY = 4
 WARM_WAIT_S = 60  # a question waits at most this long for the warm-up before answering anyway
 MAX_K = 10  # the most passages a question may ask for (the slider's end)
-# A request body larger than this is refused before it is parsed. The browser sends the whole chat
-# history with each question (about 5 kB an exchange), so this allows several hundred exchanges.
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
-DRAIN_BYTES = 64 * 1024 * 1024  # a refused body is read and dropped up to this size, so the client sees the 413
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
-HOST_EXAMPLES = f"an address of this machine, e.g. {DEFAULT_HOST} (this machine only) or 0.0.0.0 (every interface)"
-SHORT_REPR = 60  # characters of a bad value quoted in an error message
 
 CSS = """
 .gradio-container { max-width: 1360px !important; }
@@ -173,235 +154,20 @@ def _theme() -> gr.themes.Base:
     return gr.themes.Default(primary_hue="blue", secondary_hue="amber", neutral_hue="slate", font=sans, font_mono=mono)
 
 
-# ---- malformed requests --------------------------------------------------------------
-
-
-def short(value: object) -> str:
-    """``repr(value)`` on one line, cut to SHORT_REPR characters, to quote a bad value in a message."""
-    if isinstance(value, str) and len(value) > 4 * SHORT_REPR:
-        value = value[: 4 * SHORT_REPR]  # not the repr of all of a huge string
-    text = " ".join(repr(value).split())
-    return text if len(text) <= SHORT_REPR else text[: SHORT_REPR - 1] + "…"
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters, anything unprintable (a newline, say) shown as '?', for a
-    log line."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as ``Type: first line of its message``, for a log line or an error reply."""
-    message = getattr(exc, "message", None) or str(exc)
-    first = next((line.strip() for line in str(message).splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-def _is_number(value: object) -> bool:
-    """True for an int (not a bool) or a finite float."""
-    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and math.isfinite(value))
-
-
-def input_problem(block: Any, value: object) -> str | None:
-    """What is wrong with ``value`` as the raw API value of input component ``block``, or None.
-
-    Checks only what the app's own inputs need, before Gradio's preprocessing (which prints a
-    traceback for each bad value, and turns a number into a question as readily as text)."""
-    if isinstance(block, gr.Textbox):
-        return None if value is None or isinstance(value, str) else "expected text"
-    if isinstance(block, gr.Slider):
-        if _is_number(value) and block.minimum <= value <= block.maximum:
-            return None
-        return f"expected a number from {block.minimum:g} to {block.maximum:g}"
-    if isinstance(block, gr.Radio):
-        choices = [c[1] if isinstance(c, (tuple, list)) else c for c in block.choices]
-        if isinstance(value, str) and value in choices:
-            return None
-        return f"expected one of {', '.join(repr(c) for c in choices)}"
-    if isinstance(block, gr.Chatbot):
-        if value is None or (isinstance(value, list) and all(isinstance(m, dict) for m in value)):
-            return None
-        return "expected a list of chat messages like {'role': 'user', 'content': '…'}"
-    return None
-
-
-def request_problem(block_fn: Any, inputs: object) -> str | None:
-    """What is wrong with the raw ``inputs`` of one call of the event ``block_fn``, or None.
-
-    Inputs are named after the handler's parameters (``k='abc'; expected a number from 1 to 10``);
-    State inputs are kept on the server and the value a client sends for them is ignored."""
-    try:
-        params = list(inspect.signature(block_fn.fn).parameters)
-    except (TypeError, ValueError):
-        params = []
-    names = [params[i] if i < len(params) else f"input {i + 1}" for i in range(len(block_fn.inputs))]
-    kept = [getattr(b, "stateful", False) for b in block_fn.inputs]
-    sent = [n for n, state in zip(names, kept) if not state]
-    if not isinstance(inputs, list):
-        return f"expected a list of the inputs ({', '.join(sent)}), got {short(inputs)}"
-    if len(inputs) < len(block_fn.inputs):
-        if len(inputs) == len(sent):  # a route that takes every input, State's too
-            held = [n for n, state in zip(names, kept) if state]
-            return f"expected the inputs ({', '.join(sent)}) and null for {', '.join(held)} (kept on the server)"
-        return f"expected the inputs ({', '.join(sent)}), got {len(inputs)} value{'' if len(inputs) == 1 else 's'}"
-    for name, block, value in zip(names, block_fn.inputs, inputs):
-        if not getattr(block, "stateful", False) and (problem := input_problem(block, value)):
-            return f"{name}={short(value)}; {problem}"
-    return None
-
-
-class AppBlocksMixin:
-    """What the app adds to ``gr.Blocks`` (see ``_blocks_class``): its theme, CSS and head script at
-    ``launch`` (Gradio 6 takes them there), ``RequestGuard`` in front of the routes, and one log line
-    and a clear error, never a traceback, for a call with malformed inputs."""
-
-    def launch(self, *args: Any, **kwargs: Any) -> Any:
-        """``gr.Blocks.launch`` with the app's look and its request guard."""
-        from starlette.middleware import Middleware
-
-        kwargs.setdefault("theme", _theme())
-        kwargs.setdefault("css", CSS)
-        kwargs.setdefault("head", HEAD)
-        app_kwargs = dict(kwargs.get("app_kwargs") or {})
-        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(RequestGuard)]
-        kwargs["app_kwargs"] = app_kwargs
-        return super().launch(*args, **kwargs)  # type: ignore[misc]
-
-    async def process_api(self, block_fn: Any, inputs: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """``gr.Blocks.process_api``, refusing malformed inputs with ``gr.Error`` before Gradio's
-        preprocessing, and turning any other failure of the call into ``gr.Error`` as well.
-
-        Gradio prints the traceback of every exception here except a ``gr.Error`` made with
-        ``print_exception=False``; ours log one line instead (the traceback at DEBUG level)."""
-        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn  # type: ignore[attr-defined]
-        name = getattr(fn, "name", None) or "an event"
-        problem = request_problem(fn, inputs)
-        if problem is None:
-            try:
-                return await super().process_api(block_fn, inputs, *args, **kwargs)  # type: ignore[misc]
-            except Exception as exc:  # noqa: BLE001 - reported below in one line
-                log.debug("call of %s failed", name, exc_info=True)
-                problem = f"malformed call: {one_line(exc)}"
-        log.warning("rejected a call of %s: %s", name, problem)
-        raise gr.Error(html.escape(problem, quote=False), print_exception=False) from None
-
-
 @functools.cache
 def _blocks_class() -> type[gr.Blocks]:
-    """``gr.Blocks`` with ``AppBlocksMixin``, made once gradio is imported."""
+    """``gr.Blocks`` with ``qa.serve.GuardedBlocksMixin`` (the request guard, malformed calls refused
+    in one log line) and the app's look, made once gradio is imported."""
 
-    class QABlocks(AppBlocksMixin, _gradio().Blocks):
-        """The app's Blocks (see ``AppBlocksMixin``)."""
+    class QABlocks(GuardedBlocksMixin, _gradio().Blocks):
+        """The app's Blocks."""
+
+        def launch(self, *args: Any, **kwargs: Any) -> Any:
+            """``GuardedBlocksMixin.launch`` with the app's theme, CSS and head script (Gradio 6 takes
+            them here), unless given."""
+            return super().launch(*args, **{"theme": _theme(), "css": CSS, "head": HEAD, **kwargs})
 
     return QABlocks
-
-
-class _BodyTooLarge(Exception):
-    """Raised into the app when a request body without Content-Length grows over the limit."""
-
-
-Receive = Callable[[], Awaitable[dict]]
-Send = Callable[[dict], Awaitable[None]]
-
-
-class RequestGuard:
-    """ASGI middleware in front of Gradio's routes.
-
-    A request body over ``max_bytes`` gets a JSON 413 before anything parses it (by its
-    Content-Length, or by counting when there is none), and an exception a route lets escape (an
-    unknown endpoint name, arguments Gradio does not check) becomes one log line and a JSON 400
-    instead of uvicorn's traceback. Errors are ``{"error": "..."}``."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def refuse(self, receive: Receive, send: Send, where: str, size: str, more: bool = True) -> None:
-        """Log one line, read and drop the rest of the body (``more`` to come), and answer 413."""
-        log.warning("rejected %s: a body of %s", where, size)
-        if more:
-            await _drain(receive)
-        await _send_json(send, 413, (
-            f"request body over {self.max_bytes // 1024 // 1024} MiB refused; questions are cut to "
-            f"{MAX_QUESTION_CHARS} characters anyway, and a very long chat can be cleared with New chat"
-        ))
-
-    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        where = f"{scope.get('method', '?')} {_printable(str(scope.get('path', '')))}"
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self.refuse(receive, send, where, f"{declared} bytes")
-            return
-        received, more, started = 0, True, False
-
-        async def counting_receive() -> dict:
-            nonlocal received, more
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                more = bool(message.get("more_body", False))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def watching_send(message: dict) -> None:
-            nonlocal started
-            if received > self.max_bytes:  # the app's answer to a body it could not finish reading
-                if not started:
-                    started = True
-                    await self.refuse(receive, send, where, f"over {self.max_bytes} bytes", more)
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, watching_send)
-        except Exception as exc:  # noqa: BLE001 - one line, no traceback
-            if received > self.max_bytes:
-                if not started:
-                    started = True
-                    await self.refuse(receive, send, where, f"over {self.max_bytes} bytes", more)
-                return
-            log.warning("rejected %s: %s", where, one_line(exc))
-            log.debug("%s failed", where, exc_info=True)
-            if not started:
-                await _send_json(send, 400, f"malformed request: {one_line(exc)}")
-
-
-def _content_length(scope: dict) -> int | None:
-    """The request's Content-Length header as a number, or None."""
-    for key, value in scope.get("headers", ()):
-        if key.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _drain(receive: Receive, limit: int = DRAIN_BYTES) -> None:
-    """Read and drop the rest of a refused body (up to ``limit`` bytes), so that a client still
-    sending it reads the error instead of a reset connection."""
-    seen = 0
-    while seen <= limit:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return
-
-
-async def _send_json(send: Send, status: int, error: str) -> None:
-    """Send ``{"error": error}`` as the whole response."""
-    body = json.dumps({"error": error}, ensure_ascii=False).encode("utf-8")
-    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 # ---- the chat ----------------------------------------------------------------------
@@ -419,7 +185,7 @@ def cap_question(message: object) -> tuple[object, str | None]:
 
 def parse_k(k: object) -> int:
     """``k`` (a float from the slider) as a whole number of passages from 1 to ``MAX_K``."""
-    if not (_is_number(k) and k == int(k) and 1 <= k <= MAX_K):
+    if not (is_number(k) and k == int(k) and 1 <= k <= MAX_K):
         raise QuestionError(f"k={short(k)}; expected a whole number of passages from 1 to {MAX_K}")
     return int(k)
 
@@ -438,7 +204,7 @@ class ChatHandlers:
 
         A bad value (a question that is not text, k out of range, an unknown mode) gets a one-line
         error in the chat; calls through the server are checked before they get here
-        (``AppBlocksMixin.process_api``)."""
+        (``qa.serve.GuardedBlocksMixin.process_api``)."""
         message, notice = cap_question(message)  # first: nothing below may grow with the question
         history = list(history) if isinstance(history, (list, tuple)) else []
         refs = refs if isinstance(refs, list) else []
@@ -502,6 +268,7 @@ class ChatHandlers:
 
 
 def _summary(pipeline: Pipeline) -> str:
+    """The line under the title: how many documents and passages, and the encoder."""
     enc = pipeline.manifest.get("encoder", {}).get("name", "?")
     return (
         f"在 {len(pipeline.documents)} 篇文件、{len(pipeline.passages)} 個段落中檢索，逐字引用原文。"
@@ -520,43 +287,27 @@ def build_app(pipeline: Pipeline, warmed: threading.Event | None = None) -> gr.B
         with gr.Row(equal_height=False):
             with gr.Column(scale=11, min_width=420):
                 chat = gr.Chatbot(
-                    label="對話 / Chat",
-                    elem_id="qa-chat",
-                    height=560,
+                    label="對話 / Chat", elem_id="qa-chat", height=560,
                     render_markdown=False,  # replies are escaped HTML built by qa.render
-                    sanitize_html=True,
-                    latex_delimiters=[],
-                    allow_tags=False,
-                    buttons=["copy", "copy_all"],
-                    feedback_options=None,
-                    layout="bubble",
+                    sanitize_html=True, latex_delimiters=[], allow_tags=False,
+                    buttons=["copy", "copy_all"], feedback_options=None, layout="bubble",
                     examples=[{"text": q} for q in EXAMPLES],
                     placeholder="<b>提問 / Ask</b><br>問題可用簡體、繁體或英文。<br>Ask in Simplified or Traditional Chinese, or English.",
                 )
                 with gr.Row(equal_height=True):
                     box = gr.Textbox(
-                        show_label=False,
-                        placeholder="輸入問題… / Type a question about the documents…",
-                        elem_id="qa-input",
-                        scale=4,
-                        lines=1,
-                        max_lines=4,
-                        autofocus=True,
-                        container=False,
+                        show_label=False, placeholder="輸入問題… / Type a question about the documents…",
+                        elem_id="qa-input", scale=4, lines=1, max_lines=4, autofocus=True, container=False,
                     )
                     ask = gr.Button("提問 / Ask", variant="primary", scale=1, min_width=110, size="md", elem_id="qa-ask")
                     clear = gr.Button("新對話 / New chat", variant="secondary", scale=1, min_width=150, size="md", elem_id="qa-clear")
                 with gr.Row(equal_height=True):
-                    mode = gr.Radio(MODES, value="hybrid", label="檢索方式 / Retrieval mode", scale=5, min_width=400, elem_id="qa-mode")
+                    mode = gr.Radio([(MODE_LABELS[m], m) for m in MODES], value="hybrid", label="檢索方式 / Retrieval mode",
+                                    scale=5, min_width=400, elem_id="qa-mode")
                     k = gr.Slider(1, MAX_K, value=5, step=1, label="段落數 k", scale=2, min_width=160, buttons=[], elem_id="qa-k")
             with gr.Column(scale=9, min_width=380):
-                pick = gr.Dropdown(
-                    choices=[],
-                    value=None,
-                    label="查看原文 / View source passage",
-                    interactive=True,
-                    elem_id="qa-pick",
-                )
+                pick = gr.Dropdown(choices=[], value=None, label="查看原文 / View source passage", interactive=True,
+                                   elem_id="qa-pick")
                 panel = gr.HTML(R.render_document_placeholder(), elem_id="qa-doc", js_on_load=SCROLL_JS)
 
         outputs = [chat, box, pick, panel, refs]
@@ -573,49 +324,10 @@ def build_app(pipeline: Pipeline, warmed: threading.Event | None = None) -> gr.B
 # ---- command line --------------------------------------------------------------------
 
 
-def usage_error(message: str) -> NoReturn:
-    """Print ``error: message`` as one line on stderr and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors as one line, like every other error of the app."""
-
-    def error(self, message: str) -> NoReturn:
-        usage_error(f"{message}; see python app.py --help")
-
-
-def _setting(flag: str, env: str, value: str | None) -> tuple[str | None, str]:
-    """The flag's value or else the environment variable's (None when neither is set), and the
-    name of the one it came from, for error messages."""
-    if value is not None:
-        return value, flag
-    from_env = os.environ.get(env, "").strip()
-    return (from_env or None), env
-
-
-def _fix(source: str, what: str) -> str:
-    """How to give the setting that came from ``source`` (a flag or an environment variable) another
-    value: ``pass --port with WHAT`` or ``set GRADIO_SERVER_PORT to WHAT, or unset it``."""
-    return f"set {source} to {what}, or unset it" if source.startswith("GRADIO_") else f"pass {source} with {what}"
-
-
-def port_number(raw: str, source: str) -> int:
-    """``raw`` as a TCP port, 1 to 65535; ``ValueError`` naming ``source`` and the fix otherwise."""
-    try:
-        port = int(raw.strip())
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{source}={raw!r} is not a port; {_fix(source, f'a whole number from 1 to 65535, e.g. {DEFAULT_PORT}')}")
-    return port
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line, host and port defaulting to GRADIO_SERVER_NAME / GRADIO_SERVER_PORT; a bad
     port is a one-line error and exit status 2 (the host is checked by ``listen_problem``)."""
-    ap = _Parser(prog="app.py", description="Chat with the documents in a browser.")
+    ap = OneLineParser(prog="app.py", description="Chat with the documents in a browser.")
     ap.add_argument("--corpus", default=None,
                     help="folder of .txt/.md documents (default: the one the index was built from; corpus/ for a new index)")
     ap.add_argument("--index", default="index", help="index folder, built when missing or stale (default: index/)")
@@ -625,53 +337,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                          "default $GRADIO_SERVER_NAME")
     ap.add_argument("--port", default=None, help=f"port, 1-65535 (default: $GRADIO_SERVER_PORT or {DEFAULT_PORT})")
     args = ap.parse_args(argv)
-    host, args.host_source = _setting("--host", "GRADIO_SERVER_NAME", args.host)
-    args.host = DEFAULT_HOST if host is None else host
-    if not args.host.strip():
-        usage_error(f"{args.host_source}={args.host!r} is empty; {_fix(args.host_source, HOST_EXAMPLES)}")
-    port, args.port_source = _setting("--port", "GRADIO_SERVER_PORT", args.port)
-    try:
-        args.port = DEFAULT_PORT if port is None else port_number(port, args.port_source)
-    except ValueError as exc:
-        usage_error(str(exc))
+    resolve_address(args)
     return args
-
-
-def listen_problem(args: argparse.Namespace) -> str | None:
-    """Why the server cannot listen on ``args.host``:``args.port``, found by binding it now, before
-    the index loads and before gradio is imported; None when it can."""
-    host, port = args.host, args.port
-    where, other_host = f"{args.host_source}={host!r}", _fix(args.host_source, HOST_EXAMPLES)
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except (OSError, UnicodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return f"{where} is not a known address ({reason}); {other_host}"
-    try:
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            sock.bind(address)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return f"port {port} on {host} is already in use; stop the program using it, or {_fix(args.port_source, 'another port')}"
-        if exc.errno == errno.EADDRNOTAVAIL:
-            return f"{where} is not an address of this machine; {other_host}"
-        if exc.errno == errno.EACCES:
-            return f"no permission to listen on port {port}; {_fix(args.port_source, f'a port from 1024 to 65535, e.g. {DEFAULT_PORT}')}"
-        return f"cannot listen on {host} port {port} ({exc.strerror or exc}); pass another --host or --port"
-    return None
-
-
-def _gradio_env(args: argparse.Namespace) -> None:
-    """Make the environment agree with the checked host and port before gradio is imported.
-
-    gradio reads GRADIO_SERVER_PORT at import (a bad value fails there with a traceback) and binds
-    GRADIO_SERVER_NAME as an IPv4 address in its own port check; ``launch`` is given both anyway."""
-    if "gradio" in sys.modules:
-        return
-    os.environ["GRADIO_SERVER_PORT"] = str(args.port)
-    os.environ.pop("GRADIO_SERVER_NAME", None)
 
 
 class _Progress:
@@ -705,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem := listen_problem(args):
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    _gradio_env(args)
+    gradio_env(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     t0 = time.perf_counter()
     print(f"loading index {args.index!r} (corpus {args.corpus!r}; builds on first run)…", file=sys.stderr, flush=True)
@@ -719,28 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line, no traceback
         print(f"error: cannot open the index: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(
-        f"ready: {len(pipeline.documents)} documents, {len(pipeline.passages)} passages "
-        f"in {time.perf_counter() - t0:.1f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    warmed = threading.Event()
-    demo = build_app(pipeline, warmed)
-    try:
-        demo.launch(server_name=args.host, server_port=args.port, show_error=False, prevent_thread_lock=True)
-        # Once the server is up, load word lists, dictionary and model in the background so the first
-        # question is fast. Started before the launch, this warm-up slowed the server's start from
-        # about 5.5 s to 10.5 s (4 runs each, time to HTTP 200 with the 23-passage index).
-        threading.Thread(target=_warm, args=(pipeline, warmed), name="qa-warm", daemon=True).start()
-        demo.block_thread()
-    except OSError as exc:  # taken while the index loaded, say
-        problem = listen_problem(args) or f"cannot serve on {args.host} port {args.port} ({one_line(exc)}); try another --port"
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    print(f"ready: {len(pipeline.documents)} documents, {len(pipeline.passages)} passages "
+          f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    warmed = threading.Event()  # set once word lists, dictionary and model are loaded (``_warm``)
+    return serve(build_app(pipeline, warmed), args, warm=functools.partial(_warm, pipeline, warmed))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import gradio as gr  # noqa: E402
 import app  # noqa: E402
 from qa import Pipeline, QAError  # noqa: E402
 from qa import render as R  # noqa: E402
-from qa.schema import Answer, Block, Document, Hit, Passage, Quote  # noqa: E402
+from qa import serve  # noqa: E402
+from qa.schema import MODES, Answer, Block, Document, Hit, Passage, Quote  # noqa: E402
 
 PAYLOADS = [
     "<img src=x onerror=alert(1)>",
@@ -260,7 +261,7 @@ def test_build_app_constructs(pipeline):
     assert "copy" in (chat[0].buttons or [])
     assert demo._queue is not None and (demo._queue.default_concurrency_limit or 0) > 1
     radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio)]
-    assert {v for _, v in radios[0].choices} == {"hybrid", "dense", "bm25"}
+    assert [v for _, v in radios[0].choices] == list(MODES)  # the one list of modes, in its order
     assert any(isinstance(b, gr.Slider) for b in demo.blocks.values())
     labels = [getattr(b, "value", "") for b in demo.blocks.values() if isinstance(b, gr.Button)]
     assert "提問 / Ask" in labels and "新對話 / New chat" in labels
@@ -452,7 +453,7 @@ def events(pipeline):
     ],
 )
 def test_request_problem_names_the_bad_input(events, inputs, expected):
-    problem = app.request_problem(events["respond"], inputs)
+    problem = serve.request_problem(events["respond"], inputs)
     if expected is None:
         assert problem is None
     else:
@@ -476,78 +477,6 @@ def test_a_malformed_call_is_a_clear_error_and_one_log_line(pipeline, caplog):
         assert html.unescape(raised.value.message).startswith(expected), raised.value.message
         assert [(r.levelname, r.exc_info) for r in caplog.records if r.levelno >= logging.INFO] == [("WARNING", None)]
         assert expected in caplog.records[-1].getMessage()
-
-
-def _through_guard(app_fn, chunks: list[bytes], headers=(), max_bytes: int = 100) -> tuple[int, dict, bool]:
-    """One POST of ``chunks`` through ``RequestGuard(app_fn)``: (status, JSON body, whether the
-    request body was read to its end)."""
-    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
-    sent: list[dict] = []
-
-    async def receive():
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/x\nforged", "headers": list(headers)}
-    asyncio.run(asyncio.wait_for(app.RequestGuard(app_fn, max_bytes)(scope, receive, send), 5))
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, json.loads(body), not messages
-
-
-async def _reads_the_body(scope, receive, send):
-    """An app that reads the whole body and answers {"size": bytes read}."""
-    size = 0
-    while True:
-        message = await receive()
-        size += len(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    body = json.dumps({"size": size}).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _answers_400_on_read_errors(scope, receive, send):
-    """An app that, as FastAPI does, answers 400 when reading the body fails."""
-    try:
-        await _reads_the_body(scope, receive, send)
-    except Exception:
-        await send({"type": "http.response.start", "status": 400, "headers": []})
-        await send({"type": "http.response.body", "body": b'{"detail": "There was an error parsing the body"}'})
-
-
-def test_request_guard_refuses_bodies_over_the_limit(caplog):
-    """Issue 1: a 30M-character question was parsed and answered (21 s, server RSS 504 -> 882 MB)."""
-    assert _through_guard(_reads_the_body, [b"x" * 60, b"y" * 40]) == (200, {"size": 100}, True)
-    declared = [(b"content-length", b"101")]
-    cases = [
-        (_reads_the_body, [b"x" * 101], declared),  # refused by its Content-Length, unread by the app
-        (_reads_the_body, [b"x" * 60, b"y" * 60, b"z"], ()),  # no Content-Length: counted
-        (_reads_the_body, [b"x" * 60, b"y" * 60], ()),  # the last chunk goes over: nothing left to drain
-        (_answers_400_on_read_errors, [b"x" * 60, b"y" * 60, b"z"], ()),  # its 400 becomes our 413
-    ]
-    for app_fn, chunks, headers in cases:
-        caplog.clear()
-        status, body, drained = _through_guard(app_fn, chunks, headers)
-        assert (status, drained) == (413, True) and "request body over" in body["error"], body
-        assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
-        assert "\n" not in caplog.records[0].getMessage()
-
-
-def test_request_guard_turns_a_route_exception_into_one_line_and_a_400(caplog):
-    """Issue 3: an unknown endpoint name raised inside Gradio's route and uvicorn logged a traceback."""
-
-    async def broken(scope, receive, send):
-        await receive()
-        raise KeyError("/nope")
-
-    status, body, _ = _through_guard(broken, [b"{}"])
-    assert (status, body) == (400, {"error": "malformed request: KeyError: '/nope'"})
-    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
-    assert caplog.records[0].getMessage() == "rejected POST /gradio_api/x?forged: KeyError: '/nope'"
 
 
 # ---- command line -------------------------------------------------------------------
@@ -724,7 +653,7 @@ def test_the_server_answers_malformed_requests_with_one_log_line_each(tiny_built
             event, error = _ask(base, data)
             assert event == "error" and html.unescape(error).startswith(expected), error
         bad_requests = [
-            ("/gradio_api/call/ask", b"x" * (app.MAX_REQUEST_BYTES + 1), 413, "request body over 4 MiB refused"),
+            ("/gradio_api/call/ask", b"x" * (serve.MAX_REQUEST_BYTES + 1), 413, "request body over 4 MiB refused"),
             ("/gradio_api/call/nope", {"data": []}, 400, "malformed request: FnIndexInferError"),
             ("/gradio_api/call/v2/ask", {"bogus": 5}, 400, "malformed request: TypeError: Parameter `bogus`"),
             ("/gradio_api/queue/join", {"data": [], "fn_index": 999, "session_hash": "s"}, 400, "malformed request: KeyError"),
