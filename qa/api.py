@@ -140,3 +140,33 @@ def chat_chunks(pipeline: Any, body: object) -> Iterator[str]:
         yield "data: [DONE]\n\n"
 
     return gen()
+
+
+def routes(pipeline: Any) -> list:
+    """Starlette routes of ``POST /api/ask`` and ``POST /v1/chat/completions`` (``"stream": true``
+    streams), served in front of the app's own; every error is JSON with a message."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def call(request: Request, fn: Any) -> Any:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse(error_body("the request body must be JSON"), status_code=400)
+        try:
+            if fn is chat_completion and isinstance(body, dict) and body.get("stream") is True:
+                return StreamingResponse(await run_in_threadpool(chat_chunks, pipeline, body),
+                                         media_type="text/event-stream")
+            return JSONResponse(await run_in_threadpool(fn, pipeline, body))
+        except ApiError as exc:
+            return JSONResponse(error_body(str(exc)), status_code=exc.status)
+
+    async def api_ask(request: Request) -> Any:
+        return await call(request, ask)
+
+    async def api_chat(request: Request) -> Any:
+        return await call(request, chat_completion)
+
+    return [Route("/api/ask", api_ask, methods=["POST"]), Route("/v1/chat/completions", api_chat, methods=["POST"])]
