@@ -31,6 +31,7 @@ from qa import render as R
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS
 from qa.schema import MODES
+from qa import api
 from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser, is_number, short
 from qa.serve import gradio_env, listen_problem, resolve_address, serve
 
@@ -389,7 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ready: {len(pipeline.documents)} documents, {len(pipeline.passages)} passages "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     warmed = threading.Event()  # set once word lists, dictionary and model are loaded (``_warm``)
-    return serve(build_app(pipeline, warmed), args, warm=functools.partial(_warm, pipeline, warmed))
+    return serve(build_app(pipeline, warmed), args, warm=functools.partial(_warm, pipeline, warmed),
+                 routes=api.routes(pipeline))
 
 
 if __name__ == "__main__":

@@ -115,13 +115,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
                       config=_config(args))
     for warning in p.warnings:
         print(inert(f"warning: {' '.join(warning.split())}"), file=sys.stderr)
-    a = p.ask(args.question, k=args.k, mode=args.mode)
+    a = p.ask(args.question, k=args.k, mode=args.mode, history=args.history)
     if args.json:
         print(json.dumps(a.to_json(), ensure_ascii=False))
         return 0
     lines = []
     if a.notice:
         lines.append(f"note: {a.notice}")
+    if a.understood_as:
+        lines.append(f"理解为 / Understood as: {a.understood_as}")
     if not a.hits:
         lines.append("No passage matches this question.")
     elif a.abstained:
@@ -248,6 +250,9 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--k", type=int, default=5, help="passages to return (default 5)")
     a.add_argument("--mode", choices=MODES, default="hybrid")
     a.add_argument("--json", action="store_true", help="print one JSON object")
+    a.add_argument("--history", action="append", default=[], metavar="EARLIER_QUESTION",
+                   help="an earlier question of the conversation (repeat, oldest first): the question is read "
+                        "with them")
     a.set_defaults(func=cmd_ask)
 
     e = sub.add_parser("eval", help="evaluate a question set")

@@ -150,8 +150,22 @@ class QuoteConfig:
     min_quote_chars: int = 8
 
 
+@dataclass(frozen=True)
+class ConversationConfig:
+    """How a follow-up is read with the questions before it (``qa.conversation``). ``max_turns``: earlier
+    questions read, the latest first; ``topic_words``: the previous question's words, years and numbers
+    put in front of a follow-up that leaves them out; ``margin``: how much more confident abstention must
+    be of the contextual reading than of the question as it stands, when the question shows no cue of
+    leaning on earlier turns (with a cue, as confident is enough)."""
+
+    max_turns: int = 3
+    topic_words: int = 6
+    margin: float = 0.0
+
+
 _SECTIONS = {"split": SplitConfig, "index": IndexConfig, "question": QuestionConfig, "search": SearchConfig,
-             "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig}
+             "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig,
+             "conversation": ConversationConfig}
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,7 @@ class Config:
     rerank: RerankConfig = field(default_factory=RerankConfig)
     abstain: AbstainConfig = field(default_factory=AbstainConfig)
     quote: QuoteConfig = field(default_factory=QuoteConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
 
     def to_json(self) -> dict[str, dict[str, Any]]:
         """Every section as a plain dict."""

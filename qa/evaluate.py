@@ -1,7 +1,8 @@
 """Evaluate: run a question set through the pipeline and score retrieval, quotes and abstention.
 
-A question line is ``{"id", "question", "answers": [...], "doc_id"?, "paragraph_index"?}``;
-an empty ``answers`` list means the corpus does not answer it. A retrieved passage is
+A question line is ``{"id", "question", "answers": [...], "doc_id"?, "paragraph_index"?, "history"?}``;
+an empty ``answers`` list means the corpus does not answer it; ``history`` lists the conversation's
+earlier questions, oldest first, and makes the line a *follow-up* asked with them. A retrieved passage is
 a *hit* when its folded text contains a folded answer string and, when the gold
 ``doc_id`` is given, it comes from that document and (with ``paragraph_index``)
 overlaps that paragraph (paragraphs are the document text split on blank lines).
@@ -36,6 +37,7 @@ class EvalQuestion:
     doc_id: str | None = None
     paragraph_index: int | None = None
     lang: str | None = None
+    history: tuple[str, ...] = ()
 
 
 @dataclass
@@ -110,7 +112,11 @@ def _question(r: object, lineno: int, seen: set[str]) -> EvalQuestion:
     if qid in seen:
         raise ValueError(f"duplicate id {qid!r}")
     pi = r.get("paragraph_index")
-    return EvalQuestion(qid, q, tuple(answers), r.get("doc_id"), int(pi) if pi is not None else None, r.get("lang"))
+    history = r.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, str) and h.strip() for h in history):
+        raise ValueError("history must be a list of earlier questions (non-empty strings), oldest first")
+    return EvalQuestion(qid, q, tuple(answers), r.get("doc_id"), int(pi) if pi is not None else None, r.get("lang"),
+                        tuple(history))
 
 
 def paragraph_span(text: str, index: int) -> tuple[int, int] | None:
@@ -175,6 +181,14 @@ def summarize(outcomes: list[Outcome], k: int) -> dict:
     lat = np.array([o.latency_ms for o in outcomes]) if outcomes else np.zeros(1)
     out["latency_ms_mean"] = float(lat.mean())
     out["latency_ms_p95"] = float(np.percentile(lat, 95))
+    follow = [o for o in outcomes if o.question.history]
+    if follow:  # only for sets with follow-ups, so the metrics of other sets read as before
+        f_ans = [o for o in follow if o.question.answers]
+        f_una = [o for o in follow if not o.question.answers]
+        out["followup_n"] = len(follow)
+        out["followup_hit@1"] = _mean(o.first_hit == 1 for o in f_ans)
+        out["followup_wrongly_abstained"] = sum(o.abstained for o in f_ans)
+        out["followup_abstain_recall"] = _mean(o.abstained for o in f_una) if f_una else None
     return out
 
 
@@ -209,7 +223,7 @@ def evaluate(
             for m in modes:
                 t0 = time.perf_counter()
                 try:
-                    a = pipeline.ask(q.question, k=k, mode=m)
+                    a = pipeline.ask(q.question, k=k, mode=m, **({"history": q.history} if q.history else {}))
                 except QAError:
                     continue
                 ms = (time.perf_counter() - t0) * 1e3
@@ -227,9 +241,11 @@ def evaluate(
 
 
 def detail_line(q: EvalQuestion, a: Answer, o: Outcome) -> dict:
-    """The ``--details`` record of one question in one mode."""
+    """The ``--details`` record of one question in one mode (with ``history`` and ``understood_as``
+    for a follow-up)."""
+    turns = {"history": list(q.history), "understood_as": a.understood_as} if q.history else {}
     return {
-        "id": q.id, "question": q.question, "mode": a.mode, "answers": list(q.answers),
+        "id": q.id, "question": q.question, **turns, "mode": a.mode, "answers": list(q.answers),
         "abstained": a.abstained, "quote": a.quote.text if a.quote else None,
         "first_hit": o.first_hit, "confidence": round(a.confidence, 4),
         "passages": [
@@ -246,6 +262,8 @@ def format_table(summary: dict[str, dict], k: int) -> str:
             "abstain_precision", "abstain_recall", "wrongly_abstained", "answered_wrongly", "latency_ms_mean",
             "latency_ms_p95", "n"]
     modes = list(summary)
+    if any("followup_n" in summary[m] for m in modes):
+        rows += ["followup_hit@1", "followup_wrongly_abstained", "followup_abstain_recall", "followup_n"]
     lines = ["| metric | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for r in rows:
         cells = []

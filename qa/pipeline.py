@@ -15,14 +15,15 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import conversation, store
 from .abstain import Abstainer, CorpusWords
 from .build import BuildReport, Progress, build_index
 from .config import Config, QuestionConfig, SplitConfig
@@ -176,14 +177,42 @@ class Pipeline:
             return stored if len(stored) == len(sentences) else self.encoder.encode(sentences, "passage")
         return embed
 
-    def ask(self, question: str, k: int = 5, mode: str = "hybrid") -> Answer:
-        """Retrieve the top-k passages and quote the answering sentence, or abstain."""
+    def ask(self, question: str, k: int = 5, mode: str = "hybrid", history: Sequence[str] = ()) -> Answer:
+        """Retrieve the top-k passages and quote the answering sentence, or abstain.
+
+        ``history``: the conversation's earlier questions, oldest first. A question is then also read
+        with them (``qa.conversation``) and the reading abstention is more confident of is answered;
+        ``Answer.understood_as`` holds the contextual reading when it was kept.
+        """
         if mode not in MODES:
             raise QuestionError(f"mode={mode!r}; expected one of {', '.join(repr(m) for m in MODES)}")
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise QuestionError(f"k={k!r}; expected a whole number of passages, 1 or more")
+        if isinstance(history, str) or not all(isinstance(h, str) for h in history):
+            raise QuestionError("history must be a list of earlier questions (text), oldest first")
         cfg = self.config
         q, notice = clean_question(question, cfg.question.max_chars)
+        answer = self._answer(q, k, mode, notice)
+        earlier = [clean_question(h, cfg.question.max_chars)[0] for h in history if h.strip()]
+        reading = conversation.contextual_reading(q, earlier, cfg.conversation)
+        if reading is None or fold_spaces(reading) == fold_spaces(q):
+            return answer
+        contextual = self._answer(reading, k, mode, notice)
+        if conversation.absent_term(conversation.new_terms(q, reading), self.words.uses) is not None:
+            # "2023年呢?": the follow-up's own term is one the corpus never uses; declined as read
+            return dataclasses.replace(contextual, question=q, quote=None, confidence=0.0, understood_as=reading)
+        # the follow-up's own words must be the corpus's too: the earlier turns' words fill in, not vouch
+        tr = self.retriever.translation(q)
+        own = 1.0 if tr is not None and not tr[2] else self.abstainer.confidence(q, tr)  # "What about 2019?"
+        conf = min(contextual.confidence, own)
+        if not conversation.prefer_contextual(answer.confidence, conf, q, cfg.conversation):
+            return answer
+        quote = contextual.quote if conf >= cfg.abstain.threshold else None
+        return dataclasses.replace(contextual, question=q, quote=quote, confidence=conf, understood_as=reading)
+
+    def _answer(self, q: str, k: int, mode: str, notice: str | None) -> Answer:
+        """The answer to one cleaned question as it stands."""
+        cfg = self.config
         t0 = time.perf_counter()
         query = self.retriever.query(q, mode)
         t1 = time.perf_counter()
@@ -212,6 +241,11 @@ class Pipeline:
             return self.documents[doc_id]
         except KeyError:
             raise QuestionError(f"no document {doc_id!r} in this index") from None
+
+
+def fold_spaces(text: str) -> str:
+    """``text`` without spaces, to compare two readings of a question."""
+    return "".join(text.split())
 
 
 def _spec_name(encoder: str | Encoder) -> str:

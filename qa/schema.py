@@ -85,6 +85,8 @@ class Answer:
 
     ``quote`` is None when the pipeline abstains (nothing in the corpus answers);
     ``hits`` are the retrieved passages best first, whether or not it abstained.
+    ``understood_as`` is the question as read with the earlier turns of a conversation, when that
+    reading was kept (``qa.conversation``); None for a question answered as it stands.
     """
 
     question: str
@@ -94,6 +96,7 @@ class Answer:
     confidence: float = 0.0
     notice: str | None = None
     timings_ms: dict = field(default_factory=dict)
+    understood_as: str | None = None
 
     @property
     def abstained(self) -> bool:
@@ -117,8 +120,10 @@ class Answer:
                 "start": best.passage.start + self.quote.start,
                 "end": best.passage.start + self.quote.end,
             }
-        out = {
-            "question": self.question,
+        out: dict = {"question": self.question}
+        if self.understood_as is not None:
+            out["understood_as"] = self.understood_as
+        out |= {
             "answer": answer,
             "passages": [
                 {

@@ -371,15 +371,16 @@ def gradio_env(args: argparse.Namespace) -> None:
     os.environ.pop("GRADIO_SERVER_NAME", None)
 
 
-def serve(demo: Any, args: argparse.Namespace, warm: Callable[[], None] | None = None) -> int:
+def serve(demo: Any, args: argparse.Namespace, warm: Callable[[], None] | None = None, routes: list | None = None) -> int:
     """Serve the Blocks ``demo`` on the checked ``args.host``:``args.port`` until interrupted, and
     run ``warm`` (loading what the first question needs) in a background thread once the server is
-    up (started before, it slows the start).
+    up (started before, it slows the start); ``routes`` (``qa.api.routes``) go in front of Gradio's.
 
     Returns the exit status: 0, 2 after a one-line error when the address was taken since it was
     checked (while the index loaded, say), 130 on Ctrl-C."""
     try:
-        demo.launch(server_name=args.host, server_port=args.port, show_error=False, prevent_thread_lock=True)
+        demo.launch(server_name=args.host, server_port=args.port, show_error=False, prevent_thread_lock=True,
+                    app_kwargs={"routes": routes or []})
         if warm is not None:
             threading.Thread(target=warm, name="qa-warm", daemon=True).start()
         demo.block_thread()
