@@ -214,6 +214,7 @@ class ChatHandlers:
         if not (message or "").strip():
             history.append({"role": "assistant", "content": R.render_message(EMPTY_QUESTION, "info")})
             return history, "", gr.update(), gr.update(), refs
+        earlier = R.asked_questions(history)  # the conversation so far: a follow-up is read with it
         history.append({"role": "user", "content": R.render_question(message)})
         try:
             n = parse_k(k)
@@ -221,7 +222,7 @@ class ChatHandlers:
                 # A question that arrives during the warm-up waits for it instead of loading the same word
                 # lists and dictionaries beside it, both threads fighting for the interpreter.
                 self.warmed.wait(WARM_WAIT_S)
-            answer = self.pipeline.ask(message, k=n, mode=mode)
+            answer = self.pipeline.ask(message, k=n, mode=mode, history=earlier)
         except QAError as exc:
             return self._error(history, str(exc), refs, notice)
         except Exception:  # noqa: BLE001 - never show a traceback in the chat

@@ -14,6 +14,7 @@ All offsets are character offsets into ``Document.text`` (absolute) or into
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -163,9 +164,12 @@ def _footer(answer: Answer) -> str:
     )
 
 
-def render_notice(notice: str | None) -> str:
-    """The pipeline's notice (e.g. question truncated) as a note, or ''."""
-    return f'<div class="qa-notice">注意 / Note: {esc(notice)}</div>' if notice else ""
+def render_notice(notice: str | None, understood_as: str | None = None) -> str:
+    """The pipeline's notice (e.g. question truncated) as a note, and how a follow-up was read; or ''."""
+    out = f'<div class="qa-notice">注意 / Note: {esc(notice)}</div>' if notice else ""
+    if understood_as:
+        out += f'<div class="qa-notice qa-understood">理解为 / Understood as: {esc(understood_as)}</div>'
+    return out
 
 
 def render_answer(answer: Answer, documents: Callable[[str], Document] | None = None) -> str:
@@ -181,7 +185,7 @@ def render_answer(answer: Answer, documents: Callable[[str], Document] | None = 
     body = highlight(best.passage.text, [Span(q.start, q.end, "mark", "qa-hl")])
     return (
         '<div class="qa-reply qa-answer">'
-        + render_notice(answer.notice)
+        + render_notice(answer.notice, answer.understood_as)
         + '<div class="qa-label">答案出處 / Answer from the documents</div>'
         + f'<blockquote class="qa-passage">{body}</blockquote>'
         + citation(best.passage, doc, quote_span(answer))
@@ -204,7 +208,7 @@ def render_abstain(answer: Answer, documents: Callable[[str], Document] | None =
         )
     return (
         '<div class="qa-reply qa-abstain">'
-        + render_notice(answer.notice)
+        + render_notice(answer.notice, answer.understood_as)
         + '<p class="qa-none"><strong>文件中沒有找到答案。</strong> '
         "Not found in the documents.</p>"
         + related
@@ -214,8 +218,27 @@ def render_abstain(answer: Answer, documents: Callable[[str], Document] | None =
 
 
 def render_question(question: str) -> str:
-    """The user's message, escaped (it is shown as HTML with Markdown off)."""
-    return f'<div class="qa-q">{esc(question, br=True)}</div>'
+    """The user's message, escaped (it is shown as HTML with Markdown off); ``data-q`` keeps the question
+    as typed, for ``asked_questions``."""
+    return f'<div class="qa-q" data-q="{html.escape(question, quote=True)}">{esc(question, br=True)}</div>'
+
+
+_ASKED = re.compile(r'^<div class="qa-q" data-q="([^"]*)">')
+
+
+def asked_questions(history: list) -> list[str]:
+    """The questions of a chat history (Gradio messages whose content ``render_question`` made), oldest first."""
+    out = []
+    for message in history:
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):  # Gradio may send content back as parts: [{"type": "text", "text": ...}]
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        m = _ASKED.match(content) if isinstance(content, str) else None
+        if m:
+            out.append(html.unescape(m.group(1)))
+    return out
 
 
 def render_message(text: str, kind: str = "info") -> str:

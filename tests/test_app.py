@@ -295,6 +295,20 @@ def test_respond_escapes_the_question_and_keeps_history(pipeline):
     assert "<img" not in history[0]["content"] and "&#60;img src=x onerror=alert&#40;1&#41;&#62;" in history[0]["content"]
 
 
+def test_respond_reads_a_follow_up_with_the_questions_asked_before(pipeline, monkeypatch):
+    h = app.ChatHandlers(pipeline)
+    history, *_ = h.respond('苏州区块链发展水平"怎么样"？<b>', [], "hybrid", 3, [])
+    asked = []
+    real = pipeline.ask
+    monkeypatch.setattr(pipeline, "ask", lambda q, k, mode, history=(): asked.append(list(history)) or real(
+        q, k=k, mode=mode, history=history))
+    history, *_ = h.respond("它排名第几？", history, "hybrid", 3, [])
+    assert asked == [['苏州区块链发展水平"怎么样"？<b>']]  # the earlier question as typed, not its HTML
+    assert R.asked_questions(history) == ['苏州区块链发展水平"怎么样"？<b>', "它排名第几？"]
+    reply = history[-1]["content"]
+    assert "理解为 / Understood as:" in reply and "它排名第几" in reply
+
+
 @pytest.mark.parametrize(
     "question",
     ["\x01\x02 苏州?", "🙂🙂🙂", "مرحبا بالعالم", "<script>alert(1)</script>", "[x](javascript:alert(1)) ![i](x)",
