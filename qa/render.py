@@ -220,7 +220,7 @@ def render_abstain(answer: Answer, documents: Callable[[str], Document] | None =
 def render_question(question: str) -> str:
     """The user's message, escaped (it is shown as HTML with Markdown off); ``data-q`` keeps the question
     as typed, for ``asked_questions``."""
-    return f'<div class="qa-q" data-q="{html.escape(question, quote=True)}">{esc(question, br=True)}</div>'
+    return f'<div class="qa-q" data-q="{esc(question)}">{esc(question, br=True)}</div>'
 
 
 _ASKED = re.compile(r'^<div class="qa-q" data-q="([^"]*)">')

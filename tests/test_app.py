@@ -409,7 +409,7 @@ def test_respond_cuts_an_oversize_question_first_and_echoes_only_that(pipeline):
 
 def test_respond_caps_before_an_error_too(pipeline):
     history, *_ = app.ChatHandlers(pipeline).respond("x" * 50_000, [], "nonsense-mode", 5, [])
-    assert len(history[0]["content"]) < app.MAX_QUESTION_CHARS + 100
+    assert len(history[0]["content"]) < 2 * app.MAX_QUESTION_CHARS + 100  # the capped text, shown and in data-q
     assert "qa-error" in history[1]["content"] and "of 50000 characters" in history[1]["content"]
 
 
