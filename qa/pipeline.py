@@ -89,7 +89,7 @@ class Pipeline:
         (``split``: the passage size, ``config.split`` unless given)."""
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
         data, manifest, report = build_index(corpus, Path(index_dir), enc, split or config.split, config.index,
-                                             progress)
+                                             progress, config.read)
         return cls(Path(index_dir), manifest, data, enc, config), report
 
     @classmethod

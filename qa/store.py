@@ -216,6 +216,8 @@ def write_documents(path: Path, docs: list[Document]) -> None:
                 "blocks": [[b.start, b.end, b.paragraph, b.heading] for b in d.blocks],
                 "dropped": [list(x) for x in d.dropped],
             }
+            if d.pages:  # absent for formats without pages, and in indexes written before PDFs were read
+                rec["pages"] = list(d.pages)
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
@@ -230,6 +232,7 @@ def read_documents(path: Path) -> list[Document]:
                 source=r["source"], encoding=r["encoding"],
                 blocks=tuple(Block(*b) for b in r["blocks"]),
                 dropped=tuple(tuple(x) for x in r["dropped"]),
+                pages=tuple(r.get("pages", ())),
             ))
     return docs
 
@@ -259,7 +262,7 @@ def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage],
             passages.append(Passage(
                 id=r["id"], doc_id=r["doc_id"], text=doc.text[r["start"]:r["end"]],
                 start=r["start"], end=r["end"], title=doc.title,
-                paragraph=r["paragraph"], heading=r["heading"],
+                paragraph=r["paragraph"], heading=r["heading"], page=doc.page_at(r["start"]),
             ))
             vhashes.append(r["vhash"])
     return passages, vhashes
