@@ -36,6 +36,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -266,6 +267,19 @@ def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage],
             ))
             vhashes.append(r["vhash"])
     return passages, vhashes
+
+
+def read_catalog(index_dir: Path, manifest: dict) -> tuple[list[Document], Counter]:
+    """The documents of the build the manifest names and each one's passage count (no vectors read)."""
+    build_dir = verify_files(index_dir, manifest, deep=False)
+    try:
+        docs = read_documents(build_dir / DOCUMENTS)
+        with (build_dir / PASSAGES).open(encoding="utf-8") as fh:
+            counts = Counter(json.loads(line)["doc_id"] for line in fh)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise IndexCorruptError(f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                f"rebuild with: {rebuild_command(index_dir, manifest)}") from None
+    return docs, counts
 
 
 class IndexData(NamedTuple):

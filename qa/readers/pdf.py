@@ -31,10 +31,13 @@ def _open(data: bytes) -> Any:
 
     try:
         return pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        if "password" in str(exc).lower():
+    except pdfium.PdfiumError:
+        # PDFium's error code can be stale (the previous file's) or "Success": the bytes say what is wrong.
+        if b"/Encrypt" in data:
             raise CorpusError("encrypted PDF (it needs a password); save an unprotected copy to index it") from None
-        raise CorpusError(f"not a readable PDF, corrupt or truncated ({exc}); re-save or re-export it") from None
+        if re.search(rb"/Count\s+0\b", data) and not re.search(rb"/Type\s*/Page(?!s)", data):
+            raise CorpusError("PDF with no pages; re-export it") from None
+        raise CorpusError("not a readable PDF, corrupt or truncated; re-save or re-export it") from None
 
 
 def page_text(page: Any) -> str:
