@@ -7,6 +7,7 @@ current index does not already hold (``previous_vectors``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -118,7 +119,8 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
     Returns what was written (without reading and hashing it back), the manifest and the report.
     """
     t0 = time.perf_counter()
-    ingest = load_corpus(corpus, read=read, progress=progress)
+    read_settings = dataclasses.asdict(read)
+    ingest = load_corpus(corpus, read=read, progress=progress, reuse=store.read_extracted(index_dir, read_settings))
     report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
     if not ingest.documents:
         why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(READ_SUFFIXES)} files"
@@ -144,6 +146,7 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
         manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
             "encoder": {"name": enc.name, "dim": enc.dim},
             "split": split.to_json(),
+            "read": read_settings,
             "embed": embed_settings(config.embed_title),
             "corpus": {"path": str(Path(corpus).resolve()), "files": ingest.hashes},
             "skipped": [list(s) for s in ingest.skipped],

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -258,14 +258,24 @@ def extract(rel: str, data: bytes, read: ReadConfig = ReadConfig(), progress: Pr
         raise CorpusError(f"cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
+Reuse = Mapping[str, tuple[str, Document, list[str]]]  # file name -> (its hash then, its document, its warnings)
+
+
 def read_corpus(root: str | Path, on_file: Callable[[str], None] | None = None, follow_links: bool = False,
-                read: ReadConfig = ReadConfig(), progress: Progress | None = None) -> IngestReport:
+                read: ReadConfig = ReadConfig(), progress: Progress | None = None, reuse: Reuse | None = None
+                ) -> IngestReport:
     """Read and clean every document under the folder ``root`` (or the one document ``root``); bad files are
-    skipped. ``progress("ocr", done, total)`` is called while a PDF's pages are read by OCR."""
+    skipped. ``progress("ocr", done, total)`` is called while a PDF's pages are read by OCR. A PDF, Word or
+    web-page file whose hash is the one ``reuse`` holds for it is not read again: its document is reused."""
     report = IngestReport()
     for rel, src in _sources(Path(root), follow_links, on_file):
         if src.hash is not None:
             report.hashes[rel] = src.hash
+        old = (reuse or {}).get(rel)
+        if old and src.problem is None and old[0] == src.hash and rel.lower().endswith(DOCUMENT_SUFFIXES):
+            report.documents.append(old[1])
+            report.warnings += [(rel, w) for w in old[2]]
+            continue
         got = None
         try:
             if src.problem or src.data is None:
@@ -362,9 +372,9 @@ def current_hashes(corpus: str | Path, follow_links: bool = False) -> dict[str, 
 
 
 def load_corpus(corpus: str | Path, follow_links: bool = False, read: ReadConfig = ReadConfig(),
-                progress: Progress | None = None) -> IngestReport:
+                progress: Progress | None = None, reuse: Reuse | None = None) -> IngestReport:
     """Read a corpus given as a folder, a ``.jsonl`` docs file, or one document (doc_id: its file name)."""
     p = Path(corpus)
     if corpus_kind(p) == "jsonl":
         return read_docs_jsonl(p)
-    return read_corpus(p, follow_links=follow_links, read=read, progress=progress)
+    return read_corpus(p, follow_links=follow_links, read=read, progress=progress, reuse=reuse)

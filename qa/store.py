@@ -282,6 +282,25 @@ def read_catalog(index_dir: Path, manifest: dict) -> tuple[list[Document], Count
     return docs, counts
 
 
+def read_extracted(index_dir: Path, read_settings: dict) -> dict[str, tuple[str, Document, list[str]]]:
+    """{file name: (recorded hash, document, warnings)} of the current build when it was read with
+    ``read_settings`` (the manifest's ``read``), from files that pass their checksum; {} otherwise.
+    A rebuild reuses these for files whose hash is unchanged instead of reading (and OCRing) them again."""
+    try:
+        manifest = read_manifest(index_dir, any_version=True)
+        if manifest.get("read") != read_settings:
+            return {}
+        build_dir = verify_files(index_dir, manifest, deep=True)
+        docs = read_documents(build_dir / DOCUMENTS)
+        hashes = manifest["corpus"]["files"]
+    except (QAError, ValueError, KeyError, TypeError, OSError):
+        return {}
+    warnings: dict[str, list[str]] = {}
+    for name, what in manifest.get("warnings", []):
+        warnings.setdefault(name, []).append(what)
+    return {d.doc_id: (hashes[d.doc_id], d, warnings.get(d.doc_id, [])) for d in docs if d.doc_id in hashes}
+
+
 class IndexData(NamedTuple):
     """What one build holds, read back: the stages' objects and each passage's embedding hash.
     ``grams`` is None for indexes written before the corpus's character pairs were stored."""
