@@ -131,11 +131,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         best = a.best.passage
         lines.append(f"「{a.quote.text}」")
-        lines.append(f"  — {best.title}, {best.doc_id}, paragraph {best.paragraph}, "
+        page = f"page {a.quote.page}, " if a.quote.page is not None else ""
+        lines.append(f"  — {best.title}, {best.doc_id}, {page}paragraph {best.paragraph}, "
                      f"characters {best.start + a.quote.start}–{best.start + a.quote.end}\n")
         lines.append(f"Passage: {best.text}\n")
     for h in a.hits[(0 if a.abstained else 1):]:
-        lines.append(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}:{h.passage.start}-{h.passage.end} "
+        page = f" p.{h.passage.page}" if h.passage.page is not None else ""
+        lines.append(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}{page}:{h.passage.start}-{h.passage.end} "
                      f"{h.passage.text[:60]}…")
     print(inert("\n".join(lines)))  # the documents' text, shown inert; --json stays exact
     return 0

@@ -85,6 +85,7 @@ class Quote:
     text: str
     start: int
     end: int
+    page: int | None = None  # 1-based page of the quote's start in a paged document (PDF), else None
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class Answer:
                 "doc_id": best.passage.doc_id,
                 "start": best.passage.start + self.quote.start,
                 "end": best.passage.start + self.quote.end,
-                "page": best.passage.page,
+                "page": self.quote.page,
             }
         out: dict = {"question": self.question}
         if self.understood_as is not None:

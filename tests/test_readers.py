@@ -244,3 +244,21 @@ def test_a_scanned_page_is_read_by_ocr(tmp_path):
     [doc] = rep.documents
     assert ("scan.pdf", "page 1 had no text, OCR used") in rep.warnings
     assert "长江是亚洲第一长河" in doc.text and "第一章" in doc.text and doc.pages == (0,)
+
+
+def test_the_document_view_marks_each_page_and_the_quote_in_place():
+    import html
+    import re
+
+    from qa.render import citation, render_document
+    from qa.schema import Block, Document, Passage
+
+    text = "第一页的文字。\n第二页的文字。"
+    doc = Document("a.pdf", text, "T", blocks=(Block(0, 7, 1), Block(8, 15, 2)), pages=(0, 8))
+    body = render_document(doc, (8, 15), (8, 12)).split('<div class="qa-doc-body">')[1]
+    assert body.count('class="qa-page"') == 2 and "第 2 頁 · page 2" in body
+    shown = html.unescape(re.sub(r"<br>", "\n", re.sub(r'<span class="qa-page"[^>]*>[^<]*</span>', "", body)))
+    assert re.sub(r"<[^>]+>", "", shown) == text  # the markers sit between characters of the stored text
+    assert re.search(r"<mark[^>]*>第二页的</mark>", body)
+    cite = citation(Passage("a.pdf#1", "a.pdf", text[8:15], 8, 15, "T", 2, page=2), doc, (8, 12))
+    assert "第 2 頁 / p. 2" in cite
