@@ -160,6 +160,7 @@ def test_bad_files_are_skipped_with_one_line_naming_them_and_the_rest_are_indexe
     (corpus / "bomb.docx").write_bytes(bomb.getvalue())
     (corpus / "script.html").write_text("<html><body><script>" + "x=1;" * 5000 + "</script><p>Loading…</p></body></html>",
                                         encoding="utf-8")
+    (corpus / "deep.html").write_text("<div>" * 5000 + "深" + "</div>" * 5000, encoding="utf-8")
     image_pdf(corpus / "huge.pdf", Image.new("RGB", (3000, 3000), "white"))
     index = tmp_path / "index"
     config = tmp_path / "config.json"
@@ -171,7 +172,7 @@ def test_bad_files_are_skipped_with_one_line_naming_them_and_the_rest_are_indexe
     lines = err.splitlines()
     assert "Traceback" not in err
     for name, why in [("locked.pdf", "encrypted"), ("corrupt.pdf", "not a readable PDF"), ("empty.pdf", "no pages"),
-                      ("notzip.docx", "not a zip"), ("bomb.docx", "zip bomb"), ("script.html", "script")]:
+                      ("notzip.docx", "not a zip"), ("bomb.docx", "zip bomb"), ("script.html", "script"), ("deep.html", "nested too deeply")]:
         assert any(line.startswith(f"skipped {name}: ") and why in line for line in lines), (name, err)
     assert any(line.startswith("skipped truncated.pdf: ") or line.startswith("warning truncated.pdf: ")
                for line in lines), err

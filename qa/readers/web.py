@@ -86,7 +86,11 @@ def read_html(data: bytes) -> Extracted:
     mains = soup.find_all(["article", "main"])
     root = max(mains, key=lambda t: len(t.get_text())) if mains else soup.body or soup
     b = TextBuilder()
-    _walk(root, b, [], [None])
+    try:
+        _walk(root, b, [], [None])
+    except RecursionError:
+        raise CorpusError("web page nested too deeply to read (elements inside elements hundreds of levels "
+                          "deep); save it from the browser as text or PDF") from None
     chars = b.length
     if not b.parts or (script and chars < MIN_CHARS):
         raise CorpusError(f"web page with {chars} characters of text beside {script} of script: nothing to read "
