@@ -277,7 +277,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--corpus", default=None,
-                       help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
+                       help="folder of .txt/.md/.pdf/.docx/.html files or a docs .jsonl (default: the index's; "
                             "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
         p.add_argument("--encoder", default=None,
