@@ -263,3 +263,16 @@ def test_the_document_view_marks_each_page_and_the_quote_in_place():
     assert re.search(r"<mark[^>]*>第二页的</mark>", body)
     cite = citation(Passage("a.pdf#1", "a.pdf", text[8:15], 8, 15, "T", 2, page=2), doc, (8, 12))
     assert "第 2 頁 / p. 2" in cite
+
+
+def test_page_starts_round_trip_through_the_store_and_older_documents_load_without_them(tmp_path):
+    from qa import store
+    from qa.schema import Block, Document
+
+    paged = Document("a.pdf", "一页。\n二页。", "A", encoding="pdf", blocks=(Block(0, 3, 1),), pages=(0, 4))
+    plain = Document("b.txt", "文字。", "B", blocks=(Block(0, 3, 1),))
+    store.write_documents(tmp_path / "documents.jsonl", [paged, plain])
+    lines = (tmp_path / "documents.jsonl").read_text(encoding="utf-8").splitlines()
+    assert "pages" in json.loads(lines[0]) and "pages" not in json.loads(lines[1])  # as older indexes wrote them
+    assert store.read_documents(tmp_path / "documents.jsonl") == [paged, plain]
+    assert paged.page_at(0) == 1 and paged.page_at(4) == 2 and plain.page_at(0) is None
