@@ -48,10 +48,9 @@ def list_documents(index_dir: Path) -> list[DocInfo]:
         warnings.setdefault(name, []).append(what)
 
     def size(name: str) -> int | None:
-        if root is None:
-            return None
+        path = None if root is None else root / name if root.is_dir() else root if root.name == name else None
         try:
-            return os.stat(root / name if root.is_dir() else root).st_size
+            return os.stat(path).st_size if path is not None else None  # a docs.jsonl's records have no file
         except OSError:
             return None
 
