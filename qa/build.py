@@ -7,6 +7,7 @@ current index does not already hold (``previous_vectors``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -17,10 +18,10 @@ import numpy as np
 
 from . import store
 from .abstain import corpus_grams
-from .config import IndexConfig, SplitConfig
+from .config import IndexConfig, ReadConfig, SplitConfig
 from .encode import Encoder
 from .errors import CorpusError, EncoderError
-from .ingest import TEXT_SUFFIXES, load_corpus
+from .ingest import READ_SUFFIXES, load_corpus
 from .schema import Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors
 from .split import quote_spans, split_documents
@@ -110,17 +111,19 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
 
 
 def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitConfig = SplitConfig(),
-                config: IndexConfig = IndexConfig(), progress: Progress | None = None) -> tuple[store.IndexData, dict,
-                                                                                                BuildReport]:
-    """Read, clean, split, embed and index ``corpus``; write it atomically to ``index_dir``.
+                config: IndexConfig = IndexConfig(), progress: Progress | None = None,
+                read: ReadConfig = ReadConfig()) -> tuple[store.IndexData, dict, BuildReport]:
+    """Read (``read``: PDF, Word and web pages), clean, split, embed and index ``corpus``; write it
+    atomically to ``index_dir``.
 
     Returns what was written (without reading and hashing it back), the manifest and the report.
     """
     t0 = time.perf_counter()
-    ingest = load_corpus(corpus)
+    read_settings = dataclasses.asdict(read)
+    ingest = load_corpus(corpus, read=read, progress=progress, reuse=store.read_extracted(index_dir, read_settings))
     report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
     if not ingest.documents:
-        why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(TEXT_SUFFIXES)} files"
+        why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(READ_SUFFIXES)} files"
         raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
     passages = split_documents(ingest.documents, split)
     texts = [embed_text(p, config.embed_title) for p in passages]
@@ -143,6 +146,7 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
         manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
             "encoder": {"name": enc.name, "dim": enc.dim},
             "split": split.to_json(),
+            "read": read_settings,
             "embed": embed_settings(config.embed_title),
             "corpus": {"path": str(Path(corpus).resolve()), "files": ingest.hashes},
             "skipped": [list(s) for s in ingest.skipped],

@@ -74,13 +74,21 @@ def _is_meta(line: str) -> bool:
     return bool(_DATE_RE.search(line)) or len(stripped) < 40 and line[-1] not in "。！？"
 
 
-def classify_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
-    """One label per line: content, heading, title, meta, navigation, caption, credit, legal, label."""
+def classify_lines(text: str, spans: list[tuple[int, int]], known: dict[int, str] | None = None) -> list[str]:
+    """One label per line: content, heading, title, meta, navigation, caption, credit, legal, label.
+
+    ``known`` maps a line's start offset to its label when the source format says what it is
+    (a Word heading style, an HTML ``<h2>``, a table row): those lines are not guessed at.
+    """
+    known = known or {}
     lines = [text[s:e] for s, e in spans]
     counts = Counter(lines)
     labels: list[str] = []
     in_legal = False
-    for line in lines:
+    for (start, _), line in zip(spans, lines):
+        if start in known:
+            labels.append(known[start])
+            continue
         bare = re.sub(r"\s+", "", line)
         if in_legal and (_CLAUSE_RE.match(line) or _LEGAL_BODY_RE.search(line)):
             labels.append("legal")
@@ -105,7 +113,7 @@ def classify_lines(text: str, spans: list[tuple[int, int]]) -> list[str]:
         labels.append(label)
     # A heading with no content after it (before the next heading) is not a heading.
     for i, lab in enumerate(labels):
-        if lab == "heading":
+        if lab == "heading" and spans[i][0] not in known:
             nxt = next((x for x in labels[i + 1 :] if x in ("content", "heading")), None)
             if nxt != "content" and len(lines[i]) > 20:
                 labels[i] = "content"
@@ -189,11 +197,12 @@ def find_garbled(text: str, start: int, end: int, traditional: bool) -> list[tup
 
 
 def clean_document(
-    doc_id: str, text: str, encoding: str = "utf-8", fallback_title: str = "", title: str | None = None
+    doc_id: str, text: str, encoding: str = "utf-8", fallback_title: str = "", title: str | None = None,
+    known: dict[int, str] | None = None,
 ) -> Document:
-    """Classify the lines of ``text`` and return the cleaned ``Document``."""
+    """Classify the lines of ``text`` (``known``: labels the source format gave) and return the cleaned ``Document``."""
     spans = _line_spans(text)
-    labels = classify_lines(text, spans)
+    labels = classify_lines(text, spans, known)
     traditional = _script_is_traditional(text)
     date = source = None
     dropped: list[tuple[int, int, str]] = []

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | eval | export-model | bench``.
+"""Command line: ``python -m qa build | ask | add | remove | docs | eval | export-model | bench``.
 
 A thin shell over ``Pipeline``: it parses arguments, shows progress, prints results,
 and turns every ``QAError`` into one line on stderr with a non-zero exit.
@@ -14,7 +14,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from . import store
+from . import catalog, store
 from .config import Config, SplitConfig
 from .errors import IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
@@ -50,7 +50,7 @@ def _progress_bar(enabled: bool):
 
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="passage" if stage == "embed" else "step",
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit={"embed": "passage", "ocr": "page"}.get(stage, "step"),
                                      file=sys.stderr, leave=False)
         bar.total = total
         bar.n = done
@@ -131,13 +131,61 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         best = a.best.passage
         lines.append(f"「{a.quote.text}」")
-        lines.append(f"  — {best.title}, {best.doc_id}, paragraph {best.paragraph}, "
+        page = f"page {a.quote.page}, " if a.quote.page is not None else ""
+        lines.append(f"  — {best.title}, {best.doc_id}, {page}paragraph {best.paragraph}, "
                      f"characters {best.start + a.quote.start}–{best.start + a.quote.end}\n")
         lines.append(f"Passage: {best.text}\n")
     for h in a.hits[(0 if a.abstained else 1):]:
-        lines.append(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}:{h.passage.start}-{h.passage.end} "
+        page = f" p.{h.passage.page}" if h.passage.page is not None else ""
+        lines.append(f"  [{h.rank}] {h.score:.3f} {h.passage.doc_id}{page}:{h.passage.start}-{h.passage.end} "
                      f"{h.passage.text[:60]}…")
     print(inert("\n".join(lines)))  # the documents' text, shown inert; --json stays exact
+    return 0
+
+
+def _corpus_folder(args: argparse.Namespace) -> Path:
+    """The corpus folder ``add`` and ``remove`` change: --corpus, else the index's, else corpus/."""
+    if args.corpus is not None:
+        return Path(args.corpus)
+    try:
+        built = store.read_manifest(args.index, any_version=True)
+    except IndexMissingError:
+        return Path("corpus")
+    folder = store.corpus_path(built, args.index)
+    if folder is None:
+        raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from; pass --corpus FOLDER")
+    return folder
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Copy files into the index's corpus folder and refresh the index (only new passages are embedded)."""
+    args.corpus = _corpus_folder(args)
+    for name, state in catalog.add_files(args.corpus, args.files):
+        print(inert(f"{state} {name}"), file=sys.stderr)
+    return cmd_build(args)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    """Delete files from the index's corpus folder and refresh the index."""
+    args.corpus = _corpus_folder(args)
+    for name in catalog.remove_files(args.corpus, args.names):
+        print(inert(f"removed {name}"), file=sys.stderr)
+    return cmd_build(args)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """List what the index holds: each file's type, pages, passages, size and warnings."""
+    docs = catalog.list_documents(args.index)
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], ensure_ascii=False))
+        return 0
+    for d in docs:
+        size = "-" if d.size is None else f"{d.size / 1024:.0f} KB" if d.size >= 1024 else f"{d.size} B"
+        pages = "" if d.pages is None else f"{d.pages} pages, "
+        what = f"skipped: {d.skipped}" if d.skipped else f"{pages}{d.passages} passages, {size}"
+        print(inert(f"{d.name}  [{d.type}]  {what}"))
+        for w in d.warnings:
+            print(inert(f"    warning: {w}"))
     return 0
 
 
@@ -229,7 +277,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--corpus", default=None,
-                       help="folder of .txt/.md files or a docs .jsonl (default: the one the index was built from; "
+                       help="folder of .txt/.md/.pdf/.docx/.html files or a docs .jsonl (default: the index's; "
                             "corpus/ for a new index)")
         p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
         p.add_argument("--encoder", default=None,
@@ -254,6 +302,19 @@ def make_parser() -> argparse.ArgumentParser:
                    help="an earlier question of the conversation (repeat, oldest first): the question is read "
                         "with them")
     a.set_defaults(func=cmd_ask)
+
+    ad = sub.add_parser("add", help="copy files (.txt .md .pdf .docx .html) into the corpus and refresh the index")
+    ad.add_argument("files", nargs="+", type=Path)
+    rm = sub.add_parser("remove", help="delete files (named as docs lists them) from the corpus and refresh the index")
+    rm.add_argument("names", nargs="+")
+    for p, func in ((ad, cmd_add), (rm, cmd_remove)):
+        common(p)
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func, max_chars=None)
+    dc = sub.add_parser("docs", help="list the indexed documents: type, pages, passages, size, warnings")
+    dc.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+    dc.add_argument("--json", action="store_true", help="print one JSON array")
+    dc.set_defaults(func=cmd_docs)
 
     e = sub.add_parser("eval", help="evaluate a question set")
     e.add_argument("questions", type=Path)

@@ -42,6 +42,27 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class ReadConfig:
+    """How a build reads PDF, Word and web-page files (``qa.readers``).
+
+    ``ocr``: a PDF page with no text layer (fewer than ``ocr_min_chars`` letters and digits) or a
+    garbage one (under ``min_text_share`` of its characters letters, digits, punctuation or spaces)
+    is read by OCR (RapidOCR, about 9 s a page on two cores), rendered at ``ocr_dpi``; with ``ocr``
+    off such a page is left out with a warning. ``max_pages``: pages read of one PDF. A page holding
+    an image of more than ``max_image_pixels`` pixels is not rendered (left out, with a warning); a
+    .docx whose parts unzip to more than ``max_unzipped_bytes`` is skipped (a zip bomb).
+    """
+
+    ocr: bool = True
+    ocr_dpi: int = 150
+    ocr_min_chars: int = 10
+    min_text_share: float = 0.6
+    max_pages: int = 2000
+    max_image_pixels: int = 40_000_000
+    max_unzipped_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     """How a build indexes passages.
 
@@ -163,16 +184,17 @@ class ConversationConfig:
     margin: float = 0.0
 
 
-_SECTIONS = {"split": SplitConfig, "index": IndexConfig, "question": QuestionConfig, "search": SearchConfig,
+_SECTIONS = {"read": ReadConfig, "split": SplitConfig, "index": IndexConfig, "question": QuestionConfig, "search": SearchConfig,
              "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig,
              "conversation": ConversationConfig}
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting, one section a stage. ``split`` and ``index`` apply when an index is built;
-    the rest when questions are asked."""
+    """Every setting, one section a stage. ``read``, ``split`` and ``index`` apply when an index is
+    built; the rest when questions are asked."""
 
+    read: ReadConfig = field(default_factory=ReadConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     question: QuestionConfig = field(default_factory=QuestionConfig)

@@ -4,8 +4,10 @@ Files are decoded from their bytes (UTF-8 with or without BOM, UTF-16 with BOM,
 GB18030/GBK, Big5); nothing is re-encoded or normalised, so every offset we store
 points at the characters a user sees when they open the file.
 
-A folder scan reads the regular files ending in ``TEXT_SUFFIXES`` in every subfolder
-(a subfolder's README.md is a document like any other) and reports every other file
+A folder scan reads the regular files ending in ``READ_SUFFIXES`` in every subfolder: text files
+are decoded, PDF, Word and web-page files are read by ``qa.readers`` (their extracted text is what is
+stored and quoted, page starts recorded for a PDF). A subfolder's README.md is a document like any
+other. The scan reports every other file
 or folder it skips in ``IngestReport.skipped``, with the reason. It never opens a FIFO
 (that blocks) or reads a device (``/dev/zero`` never ends), reads at most
 ``MAX_FILE_BYTES + 1`` bytes of a file whatever its size claims, follows a symlink only
@@ -22,24 +24,29 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from .clean import clean_document
+from .config import ReadConfig
 from .errors import CorpusError
 from .files import NotRegularFileError, decode_line, iter_lines, open_regular, outside_link, read_limited
+from .readers import Extracted, read_docx, read_html, read_pdf
+from .readers.extract import Progress
 from .schema import Document
 from .text import plausibility
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
+DOCUMENT_SUFFIXES = (".pdf", ".docx", ".html", ".htm")
+READ_SUFFIXES = TEXT_SUFFIXES + DOCUMENT_SUFFIXES
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_SIDECAR_BYTES = 1024 * 1024
 SIDECAR_SUFFIX = ".meta.json"
 ROOT_NOTES = ("readme.md", "licence", "license")
-EXPECTED = f"a folder, a text file ({', '.join(TEXT_SUFFIXES)}) or a .jsonl docs file"
-UNSUPPORTED = f"not a supported file type; only {', '.join(TEXT_SUFFIXES)} files are read (save it as one to index it)"
+EXPECTED = f"a folder, a document ({', '.join(READ_SUFFIXES)}) or a .jsonl docs file"
+UNSUPPORTED = f"not a supported file type; only {', '.join(READ_SUFFIXES)} files are read (save it as one to index it)"
 OUTSIDE = "link points outside the corpus; not followed (it leads to {}): copy what it points to into the corpus"
 
 
@@ -201,7 +208,7 @@ def iter_corpus_files(root: str | Path, follow_links: bool = False) -> Iterator[
                 yield rel, None, OUTSIDE.format(target)
             elif stat.S_ISDIR(mode):
                 subfolders.append(path)
-            elif not entry.name.lower().endswith(TEXT_SUFFIXES):
+            elif not entry.name.lower().endswith(READ_SUFFIXES):
                 yield rel, None, UNSUPPORTED
             else:
                 yield rel, *((path, None) if stat.S_ISREG(mode) else (None, str(NotRegularFileError(mode))))
@@ -217,7 +224,7 @@ def corpus_kind(p: Path) -> Literal["folder", "jsonl", "text"]:
         raise CorpusError(f"corpus {str(p)!r} {why}; pass --corpus with {EXPECTED}") from None
     if stat.S_ISDIR(mode):
         return "folder"
-    if stat.S_ISREG(mode) and p.name.lower().endswith((".jsonl", *TEXT_SUFFIXES)):
+    if stat.S_ISREG(mode) and p.name.lower().endswith((".jsonl", *READ_SUFFIXES)):
         return "jsonl" if p.name.lower().endswith(".jsonl") else "text"
     kind = "file of an unsupported type" if stat.S_ISREG(mode) else NotRegularFileError(mode).kind
     raise CorpusError(f"corpus {str(p)!r} is a {kind}; pass --corpus with {EXPECTED}")
@@ -236,24 +243,59 @@ def _sources(p: Path, follow_links: bool, on_file: Callable[[str], None] | None 
         yield rel, SourceFile(problem=reason) if path is None else read_source(path, real_root)
 
 
-def read_corpus(root: str | Path, on_file: Callable[[str], None] | None = None, follow_links: bool = False) -> IngestReport:
-    """Read and clean every text file under the folder ``root`` (or the one text file ``root``); bad files are skipped."""
+def extract(rel: str, data: bytes, read: ReadConfig = ReadConfig(), progress: Progress | None = None) -> Extracted:
+    """The text of a PDF, Word or web-page file by its suffix; ``CorpusError`` saying why it cannot be read."""
+    suffix = Path(rel).suffix.lower()
+    try:
+        if suffix == ".pdf":
+            return read_pdf(data, read, progress)
+        if suffix == ".docx":
+            return read_docx(data, read)
+        return read_html(data)
+    except CorpusError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged file is skipped with a reason, never a traceback
+        raise CorpusError(f"cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+
+
+Reuse = Mapping[str, tuple[str, Document, list[str]]]  # file name -> (its hash then, its document, its warnings)
+
+
+def read_corpus(root: str | Path, on_file: Callable[[str], None] | None = None, follow_links: bool = False,
+                read: ReadConfig = ReadConfig(), progress: Progress | None = None, reuse: Reuse | None = None
+                ) -> IngestReport:
+    """Read and clean every document under the folder ``root`` (or the one document ``root``); bad files are
+    skipped. ``progress("ocr", done, total)`` is called while a PDF's pages are read by OCR. A PDF, Word or
+    web-page file whose hash is the one ``reuse`` holds for it is not read again: its document is reused."""
     report = IngestReport()
     for rel, src in _sources(Path(root), follow_links, on_file):
         if src.hash is not None:
             report.hashes[rel] = src.hash
+        old = (reuse or {}).get(rel)
+        if old and src.problem is None and old[0] == src.hash and rel.lower().endswith(DOCUMENT_SUFFIXES):
+            report.documents.append(old[1])
+            report.warnings += [(rel, w) for w in old[2]]
+            continue
+        got = None
         try:
             if src.problem or src.data is None:
                 raise CorpusError(src.problem or "not read")
-            text, encoding = decode_bytes(src.data)
+            if rel.lower().endswith(TEXT_SUFFIXES):
+                text, encoding = decode_bytes(src.data)
+            else:
+                got = extract(rel, src.data, read, progress)
+                text, encoding = got.text, got.kind
         except CorpusError as exc:
             report.skipped.append((rel, str(exc)))
             continue
         meta = src.meta if isinstance(src.meta, dict) else {}
         if isinstance(src.meta, str):
             report.warnings.append((rel, src.meta))
-        add_document(report, rel, text, encoding, fallback_title=title_from_path(rel), title=meta.get("title"),
-                     date=meta.get("date"), source=meta.get("source"))
+        if got is not None:
+            report.warnings += [(rel, w) for w in got.warnings]
+        add_document(report, rel, text, encoding, fallback_title=title_from_path(rel),
+                     title=meta.get("title") or (got and got.title), date=meta.get("date") or (got and got.date),
+                     source=meta.get("source"), pages=got.pages if got else (), known=got.known if got else None)
     return report
 
 
@@ -266,14 +308,17 @@ def add_document(
     title: str | None = None,
     date: str | None = None,
     source: str | None = None,
+    pages: tuple[int, ...] = (),
+    known: dict[int, str] | None = None,
 ) -> None:
-    """Clean one decoded text and add it to the report (or note why it was skipped)."""
+    """Clean one decoded or extracted text and add it to the report (or note why it was skipped).
+    ``pages``: where each page begins (a PDF); ``known``: line labels the format gave (see ``clean``)."""
     if not text.strip():
         report.skipped.append((doc_id, "empty (no text)"))
         return
-    doc = clean_document(doc_id, text, encoding=encoding, fallback_title=fallback_title, title=title)
-    if date or source:
-        doc = replace(doc, date=date or doc.date, source=source or doc.source)
+    doc = clean_document(doc_id, text, encoding=encoding, fallback_title=fallback_title, title=title, known=known)
+    if date or source or pages:
+        doc = replace(doc, date=date or doc.date, source=source or doc.source, pages=tuple(pages))
     if not doc.blocks:
         report.skipped.append((doc_id, "no content left after cleaning"))
         return
@@ -326,7 +371,10 @@ def current_hashes(corpus: str | Path, follow_links: bool = False) -> dict[str, 
         return {}
 
 
-def load_corpus(corpus: str | Path, follow_links: bool = False) -> IngestReport:
-    """Read a corpus given as a folder, a ``.jsonl`` docs file, or one text file (doc_id: its file name)."""
+def load_corpus(corpus: str | Path, follow_links: bool = False, read: ReadConfig = ReadConfig(),
+                progress: Progress | None = None, reuse: Reuse | None = None) -> IngestReport:
+    """Read a corpus given as a folder, a ``.jsonl`` docs file, or one document (doc_id: its file name)."""
     p = Path(corpus)
-    return read_docs_jsonl(p) if corpus_kind(p) == "jsonl" else read_corpus(p, follow_links=follow_links)
+    if corpus_kind(p) == "jsonl":
+        return read_docs_jsonl(p)
+    return read_corpus(p, follow_links=follow_links, read=read, progress=progress, reuse=reuse)

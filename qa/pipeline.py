@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import replace
 import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,7 +90,7 @@ class Pipeline:
         (``split``: the passage size, ``config.split`` unless given)."""
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
         data, manifest, report = build_index(corpus, Path(index_dir), enc, split or config.split, config.index,
-                                             progress)
+                                             progress, config.read)
         return cls(Path(index_dir), manifest, data, enc, config), report
 
     @classmethod
@@ -231,6 +232,9 @@ class Pipeline:
                 best = hits[0].passage
                 quote = pick_quote(query.lexical, best.text, self._sentence_vectors(int(ids[0])), query.vector,
                                    best.title, cfg.quote, cfg.match, cfg.question.hmm_chars)
+                doc = self.documents.get(best.doc_id)
+                if doc is not None and doc.pages:
+                    quote = replace(quote, page=doc.page_at(best.start + quote.start))
         t3 = time.perf_counter()
         timings = {"encode": (t1 - t0) * 1e3, "search": (t2 - t1) * 1e3, "answer": (t3 - t2) * 1e3}
         return Answer(q, hits, quote, mode, conf, notice, timings)

@@ -27,6 +27,8 @@ _MD_TABLE = str.maketrans({**_MD_ENTITIES, "&": "&amp;", '"': "&quot;", "'": "&#
 SNIPPET_CHARS = 90
 RELATED_SHOWN = 3
 LABEL_TITLE_CHARS = 18
+PAGE_STYLE = ("display:block;margin:0.8em 0 0.3em;color:#888;font-size:0.8em;border-top:1px dashed #bbb;"
+              "user-select:none")  # the page marker of a PDF in the document panel
 
 # Reasons Document.dropped uses for structure (shown bold) rather than clutter (shown grey).
 _STRUCTURE = {"title", "heading", "label"}
@@ -110,9 +112,11 @@ def citation(passage: Passage, document: Document | None = None, span: tuple[int
     """
     title = (document.title if document is not None else "") or passage.title or passage.doc_id
     start, end = span if span is not None else (passage.start, passage.end)
+    page = document.page_at(start) if document is not None and document.pages else passage.page
     parts = [
         f'<span class="qa-cite-title">《{esc(title)}》</span>',
         f'<span class="qa-cite-file">{esc(passage.doc_id)}</span>',
+        *([f'<span class="qa-cite-page">第 {page} 頁 / p. {page}</span>'] if page is not None else []),
         f'<span class="qa-cite-para">第 {passage.paragraph} 段 / ¶{passage.paragraph}</span>',
         f'<span class="qa-cite-span">字元 chars {start}–{end}</span>',
     ]
@@ -294,9 +298,23 @@ def render_document(
         + " · ".join(meta)
         + "</div>"
         + legend
-        + f'<div class="qa-doc-body">{highlight(doc.text, spans)}</div>'
+        + f'<div class="qa-doc-body">{_paged(doc, spans)}</div>'
         + "</div>"
     )
+
+
+def _paged(doc: Document, spans: list[Span]) -> str:
+    """``highlight`` of the document's text with a page marker where each page begins (a PDF's);
+    the markers sit between characters, so the highlighted text is the stored text unchanged."""
+    if not doc.pages:
+        return highlight(doc.text, spans)
+    bounds = [0, *doc.pages[1:], len(doc.text)]
+    out = []
+    for number, (a, b) in enumerate(zip(bounds, bounds[1:]), 1):
+        cut = [Span(x.start - a, x.end - a, x.tag, x.cls, x.title) for x in spans if x.start < b and x.end > a]
+        out.append(f'<span class="qa-page" data-page="{number}" style="{PAGE_STYLE}">第 {number} 頁 · page {number}</span>'
+                   + highlight(doc.text[a:b], cut))
+    return "".join(out)
 
 
 def render_document_placeholder() -> str:
@@ -323,6 +341,7 @@ def source_refs(answer: Answer) -> list[dict]:
                 "start": p.start,
                 "end": p.end,
                 "paragraph": p.paragraph,
+                "page": p.page,
                 "score": round(float(h.score), 4),
                 "title": p.title,
                 "quote": list(qspan) if (qspan and h.rank == 1) else None,
@@ -337,7 +356,8 @@ def source_label(ref: dict) -> str:
     title = ref["title"] or ref["doc_id"]
     if len(title) > LABEL_TITLE_CHARS:
         title = title[:LABEL_TITLE_CHARS].rstrip() + "…"
-    return f"#{ref['rank']}{mark} · {ref['score']:.3f} · ¶{ref['paragraph']} · {title}"
+    page = f"p.{ref['page']} · " if ref.get("page") else ""
+    return f"#{ref['rank']}{mark} · {ref['score']:.3f} · {page}¶{ref['paragraph']} · {title}"
 
 
 def render_ref(ref: dict, documents: Callable[[str], Document]) -> str:

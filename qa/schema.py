@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from typing import Literal, get_args
 
@@ -25,7 +26,8 @@ class Document:
 
     ``blocks`` are the spans that hold content. Navigation, captions, photo credits,
     copyright blocks, metadata lines and garbled runs are left out and listed in
-    ``dropped`` as (start, end, reason).
+    ``dropped`` as (start, end, reason). ``pages`` holds the offset in ``text`` where each page
+    of a paged source (PDF) begins (page 1 at ``pages[0]``, usually 0); ``()`` for formats without pages.
     """
 
     doc_id: str
@@ -36,6 +38,11 @@ class Document:
     encoding: str = "utf-8"
     blocks: tuple[Block, ...] = ()
     dropped: tuple[tuple[int, int, str], ...] = ()
+    pages: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding ``text[offset]``, or None for a document without pages."""
+        return max(1, bisect_right(self.pages, offset)) if self.pages else None
 
     @property
     def garbled(self) -> list[tuple[int, int]]:
@@ -55,6 +62,7 @@ class Passage:
     title: str
     paragraph: int
     heading: str = ""
+    page: int | None = None  # 1-based page of ``start`` in a paged document (PDF), else None
 
     def to_json(self) -> dict:
         """Plain dict for JSON lines."""
@@ -77,6 +85,7 @@ class Quote:
     text: str
     start: int
     end: int
+    page: int | None = None  # 1-based page of the quote's start in a paged document (PDF), else None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class Answer:
                 "doc_id": best.passage.doc_id,
                 "start": best.passage.start + self.quote.start,
                 "end": best.passage.start + self.quote.end,
+                "page": self.quote.page,
             }
         out: dict = {"question": self.question}
         if self.understood_as is not None:
@@ -132,6 +142,7 @@ class Answer:
                     "doc_id": h.passage.doc_id,
                     "title": h.passage.title,
                     "paragraph": h.passage.paragraph,
+                    "page": h.passage.page,
                     "text": h.passage.text,
                     "start": h.passage.start,
                     "end": h.passage.end,

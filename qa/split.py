@@ -109,6 +109,7 @@ def split_document(doc: Document, config: SplitConfig = SplitConfig()) -> list[P
                 title=doc.title,
                 paragraph=block.paragraph,
                 heading=block.heading,
+                page=doc.page_at(s),
             )
         )
     return passages

@@ -36,6 +36,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -216,6 +217,8 @@ def write_documents(path: Path, docs: list[Document]) -> None:
                 "blocks": [[b.start, b.end, b.paragraph, b.heading] for b in d.blocks],
                 "dropped": [list(x) for x in d.dropped],
             }
+            if d.pages:  # absent for formats without pages, and in indexes written before PDFs were read
+                rec["pages"] = list(d.pages)
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
@@ -230,6 +233,7 @@ def read_documents(path: Path) -> list[Document]:
                 source=r["source"], encoding=r["encoding"],
                 blocks=tuple(Block(*b) for b in r["blocks"]),
                 dropped=tuple(tuple(x) for x in r["dropped"]),
+                pages=tuple(r.get("pages", ())),
             ))
     return docs
 
@@ -259,10 +263,42 @@ def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage],
             passages.append(Passage(
                 id=r["id"], doc_id=r["doc_id"], text=doc.text[r["start"]:r["end"]],
                 start=r["start"], end=r["end"], title=doc.title,
-                paragraph=r["paragraph"], heading=r["heading"],
+                paragraph=r["paragraph"], heading=r["heading"], page=doc.page_at(r["start"]),
             ))
             vhashes.append(r["vhash"])
     return passages, vhashes
+
+
+def read_catalog(index_dir: Path, manifest: dict) -> tuple[list[Document], Counter]:
+    """The documents of the build the manifest names and each one's passage count (no vectors read)."""
+    build_dir = verify_files(index_dir, manifest, deep=False)
+    try:
+        docs = read_documents(build_dir / DOCUMENTS)
+        with (build_dir / PASSAGES).open(encoding="utf-8") as fh:
+            counts = Counter(json.loads(line)["doc_id"] for line in fh)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise IndexCorruptError(f"index {str(index_dir)!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                f"rebuild with: {rebuild_command(index_dir, manifest)}") from None
+    return docs, counts
+
+
+def read_extracted(index_dir: Path, read_settings: dict) -> dict[str, tuple[str, Document, list[str]]]:
+    """{file name: (recorded hash, document, warnings)} of the current build when it was read with
+    ``read_settings`` (the manifest's ``read``), from files that pass their checksum; {} otherwise.
+    A rebuild reuses these for files whose hash is unchanged instead of reading (and OCRing) them again."""
+    try:
+        manifest = read_manifest(index_dir, any_version=True)
+        if manifest.get("read") != read_settings:
+            return {}
+        build_dir = verify_files(index_dir, manifest, deep=True)
+        docs = read_documents(build_dir / DOCUMENTS)
+        hashes = manifest["corpus"]["files"]
+    except (QAError, ValueError, KeyError, TypeError, OSError):
+        return {}
+    warnings: dict[str, list[str]] = {}
+    for name, what in manifest.get("warnings", []):
+        warnings.setdefault(name, []).append(what)
+    return {d.doc_id: (hashes[d.doc_id], d, warnings.get(d.doc_id, [])) for d in docs if d.doc_id in hashes}
 
 
 class IndexData(NamedTuple):

@@ -108,15 +108,15 @@ def test_cli_build_names_each_skipped_file(tmp_path, capsys):
 def test_unsupported_file_types_are_skipped_with_the_types_that_are_read(tmp_path):
     corpus = write_corpus(tmp_path / "corpus")
     (corpus / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    (corpus / "notes.pdf").write_bytes(HANS.encode("utf-8"))  # text inside, but not a text file type
+    (corpus / "notes.rtf").write_bytes(HANS.encode("utf-8"))  # text inside, but not a type that is read
     (corpus / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     (corpus / "doc.txt.meta.json").write_text('{"title": "t"}', encoding="utf-8")  # a sidecar: quiet
     (corpus / ".hidden.png").write_bytes(b"x")  # hidden: quiet
     rep = read_corpus(corpus)
     assert {d.doc_id for d in rep.documents} == set(TINY_DOCS)
     assert set(rep.hashes) == set(TINY_DOCS)
-    assert sorted(rep.skipped) == [(name, UNSUPPORTED) for name in ("data.csv", "notes.pdf", "picture.png")]
-    assert ".txt, .md, .markdown, .text" in UNSUPPORTED
+    assert sorted(rep.skipped) == [(name, UNSUPPORTED) for name in ("data.csv", "notes.rtf", "picture.png")]
+    assert ".txt, .md, .markdown, .text, .pdf, .docx, .html, .htm" in UNSUPPORTED
 
 
 def test_markdown_and_subfolders_are_read_with_relative_ids(tmp_path):
@@ -207,7 +207,7 @@ def test_missing_corpus_folder_raises_corpus_error(tmp_path):
 # ---- what a scan must never read, and nothing left out without a message ----------------
 
 NOT_REGULAR = "not a regular file but a {}; only regular files are read: use a plain file"
-EXPECTED = "a folder, a text file (.txt, .md, .markdown, .text) or a .jsonl docs file"
+EXPECTED = "a folder, a document (.txt, .md, .markdown, .text, .pdf, .docx, .html, .htm) or a .jsonl docs file"
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 
 
@@ -386,11 +386,11 @@ def test_a_single_text_file_is_a_corpus_of_one_document(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["file of an unsupported type", pytest.param("named pipe (FIFO)", marks=needs_fifo)])
 def test_a_corpus_that_is_no_folder_text_or_docs_file_says_what_is_expected(tmp_path, capsys, kind):
-    path = tmp_path / "corpus.pdf"
+    path = tmp_path / "corpus.rtf"
     if kind.startswith("named pipe"):
         os.mkfifo(path)
     else:
-        path.write_bytes(b"%PDF-1.4 " + HANS.encode("utf-8"))
+        path.write_bytes(b"{\\rtf1 " + HANS.encode("utf-8"))
     with pytest.raises(CorpusError) as exc:
         load_corpus(path)
     assert str(exc.value) == f"corpus {str(path)!r} is a {kind}; pass --corpus with {EXPECTED}"

@@ -1,0 +1,115 @@
+"""Catalog: what an index holds, document by document, and adding or removing corpus files.
+
+``list_documents`` reads only the manifest, ``documents.jsonl`` and ``passages.jsonl`` (no vectors,
+no encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` deletes them; the
+caller then rebuilds, which embeds only passages the index does not already hold.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import store
+from .errors import CorpusError
+from .files import NotRegularFileError, open_regular
+from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """One corpus file as the index knows it: ``pages`` None for formats without pages, ``size`` in
+    bytes (None when the file is gone), ``skipped`` the reason it is not indexed, else None."""
+
+    name: str
+    type: str
+    pages: int | None
+    passages: int
+    size: int | None
+    warnings: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def to_json(self) -> dict:
+        """Plain dict for ``docs --json``."""
+        return asdict(self)
+
+
+def list_documents(index_dir: Path) -> list[DocInfo]:
+    """Every file of the index's corpus: the indexed ones and the skipped ones, by name."""
+    manifest = store.read_manifest(index_dir)
+    docs, counts = store.read_catalog(index_dir, manifest)
+    root = store.corpus_path(manifest, index_dir)
+    warnings: dict[str, list[str]] = {}
+    for name, what in manifest.get("warnings", []):
+        warnings.setdefault(name, []).append(what)
+
+    def size(name: str) -> int | None:
+        path = None if root is None else root / name if root.is_dir() else root if root.name == name else None
+        try:
+            return os.stat(path).st_size if path is not None else None  # a docs.jsonl's records have no file
+        except OSError:
+            return None
+
+    out = [DocInfo(d.doc_id, Path(d.doc_id).suffix.lstrip(".").lower() or "text", len(d.pages) or None,
+                   counts[d.doc_id], size(d.doc_id), warnings.get(d.doc_id, [])) for d in docs]
+    out += [DocInfo(name, Path(name).suffix.lstrip(".").lower(), None, 0, size(name), warnings.get(name, []), why)
+            for name, why in manifest.get("skipped", [])]
+    return sorted(out, key=lambda d: d.name)
+
+
+def add_files(corpus: Path, files: list[Path]) -> list[tuple[str, str]]:
+    """Copy ``files`` into the corpus folder (created if missing); (name, 'added' | 'replaced' | 'unchanged')
+    each. Every file is checked before any is copied; a copy is written beside its target and renamed."""
+    for f in files:
+        if not f.name.lower().endswith(READ_SUFFIXES):
+            raise CorpusError(f"{str(f)!r}: {UNSUPPORTED}")
+        try:
+            open_regular(f).close()
+        except NotRegularFileError as exc:
+            raise CorpusError(f"{str(f)!r}: {exc}") from None
+        except OSError as exc:
+            raise CorpusError(f"{str(f)!r} cannot be read ({exc.strerror or exc})") from None
+    if corpus.exists() and not corpus.is_dir():
+        raise CorpusError(f"the index's corpus {str(corpus)!r} is a file, not a folder; add files to a folder "
+                          f"corpus (build one with: python -m qa build --corpus FOLDER)")
+    corpus.mkdir(parents=True, exist_ok=True)
+    done = []
+    for f in files:
+        target = corpus / f.name
+        state = "added"
+        if target.exists():
+            same = target.is_file() and target.stat().st_size == f.stat().st_size and \
+                target.read_bytes() == f.read_bytes()
+            state = "unchanged" if same else "replaced"
+        if state != "unchanged":
+            tmp = corpus / f".{f.name}.{uuid.uuid4().hex[:6]}.tmp"
+            try:
+                shutil.copyfile(f, tmp)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        done.append((f.name, state))
+    return done
+
+
+def remove_files(corpus: Path, names: list[str]) -> list[str]:
+    """Delete the named files (paths relative to the corpus folder, as ``docs`` lists them) and their
+    ``NAME.meta.json`` sidecars; every name is checked before any is deleted."""
+    real_root = os.path.realpath(corpus)
+    paths = []
+    for name in names:
+        path = corpus / name
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_root]) != real_root or real == real_root:
+            raise CorpusError(f"{name!r} is not a file of the corpus {str(corpus)!r}; name it as docs lists it")
+        if not os.path.isfile(path):
+            raise CorpusError(f"no file {name!r} in the corpus {str(corpus)!r}; python -m qa docs lists them")
+        paths.append(path)
+    for path in paths:
+        path.unlink()
+        path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
+    return names

@@ -1,0 +1,94 @@
+"""Catalog and the CLI's add / remove / docs: files copied into and deleted from the index's corpus
+folder, the index refreshed without embedding unchanged passages or re-reading unchanged files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TINY_DOCS, write_corpus
+from test_readers import NEWS_HTML, make_docx
+
+import qa.ingest
+from qa.cli import main as cli_main
+
+
+@pytest.fixture
+def indexed(tmp_path, capsys):
+    """(corpus, index, outside folder) with the tiny corpus indexed by the hash encoder."""
+    corpus = write_corpus(tmp_path / "corpus")
+    index = tmp_path / "index"
+    assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash", "--quiet"]) == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    capsys.readouterr()
+    return corpus, index, outside
+
+
+def _docs(index, capsys) -> dict[str, dict]:
+    assert cli_main(["docs", "--index", str(index), "--json"]) == 0
+    return {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+
+
+def test_add_copies_into_the_corpus_and_embeds_only_the_new_passages(indexed, capsys):
+    corpus, index, outside = indexed
+    (outside / "news.html").write_text(NEWS_HTML, encoding="utf-8")
+    make_docx(outside / "report.docx")
+    assert cli_main(["add", str(outside / "news.html"), str(outside / "report.docx"), "--index", str(index), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "added news.html" in err and "added report.docx" in err
+    assert f"indexed {len(TINY_DOCS) + 2} documents" in out and " 0 reused" not in out
+    reused = int(out.split(" embedded, ")[1].split(" reused")[0])
+    assert reused >= len(TINY_DOCS)  # the tiny corpus's passages are not embedded again
+    assert (corpus / "news.html").read_text(encoding="utf-8") == NEWS_HTML
+    docs = _docs(index, capsys)
+    assert docs["news.html"]["type"] == "html" and docs["news.html"]["pages"] is None and docs["news.html"]["passages"] >= 1
+    assert docs["report.docx"]["size"] == (outside / "report.docx").stat().st_size
+
+
+def test_an_unchanged_document_file_is_not_read_again_on_refresh(indexed, capsys, monkeypatch):
+    corpus, index, outside = indexed
+    (corpus / "news.html").write_text(NEWS_HTML, encoding="utf-8")
+    assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
+    calls = []
+    monkeypatch.setattr(qa.ingest, "read_html", lambda data: calls.append(data) or pytest.fail("read again"))
+    (outside / "other.txt").write_text("另一份文件，讲的是别的事情。", encoding="utf-8")
+    assert cli_main(["add", str(outside / "other.txt"), "--index", str(index), "--quiet"]) == 0
+    capsys.readouterr()
+    assert calls == [] and "news.html" in _docs(index, capsys)
+
+
+def test_remove_deletes_the_file_and_its_passages(indexed, capsys):
+    corpus, index, _ = indexed
+    name = sorted(TINY_DOCS)[0]
+    assert cli_main(["remove", name, "--index", str(index), "--quiet"]) == 0
+    assert f"removed {name}" in capsys.readouterr().err
+    assert not (corpus / name).exists() and name not in _docs(index, capsys)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["remove", "no-such.txt"], "no file 'no-such.txt' in the corpus"),
+    (["remove", "../index/manifest.json"], "is not a file of the corpus"),
+    (["add", "picture.png"], "not a supported file type"),
+    (["add", "missing.pdf"], "cannot be read"),
+])
+def test_add_and_remove_errors_are_one_line_and_change_nothing(indexed, capsys, args, message):
+    corpus, index, outside = indexed
+    (outside / "picture.png").write_bytes(b"\x89PNG")
+    before = sorted(p.name for p in corpus.iterdir())
+    if args[0] == "add":
+        args = [args[0], str(outside / args[1])]
+    assert cli_main([*args, "--index", str(index), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert sorted(p.name for p in corpus.iterdir()) == before
+
+
+def test_docs_lists_skipped_files_with_their_reason(indexed, capsys):
+    corpus, index, _ = indexed
+    (corpus / "broken.docx").write_bytes(b"not a zip")
+    assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli_main(["docs", "--index", str(index)]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("broken.docx  [docx]  skipped: not a Word .docx file") for line in out.splitlines())
