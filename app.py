@@ -16,7 +16,6 @@ handler (the capped text is what the chat shows, with a notice).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import logging
 import sys
@@ -28,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from qa import Pipeline, QAError
 from qa import render as R
-from qa.errors import QuestionError
-from qa.pipeline import MAX_QUESTION_CHARS
+from qa import api, chat
+from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
+from qa.pipeline import MAX_QUESTION_CHARS, PipelineHolder  # noqa: F401
+from qa.documents_view import UPLOAD_TYPES, DocumentHandlers, limits_note, render_documents, summary
 from qa.schema import MODES
-from qa import api
-from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser, is_number, short
+from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser
 from qa.serve import gradio_env, listen_problem, resolve_address, serve
 
 if TYPE_CHECKING:
@@ -48,18 +48,17 @@ EXAMPLES = [
     "苏州区块链发展水平在2021年排名第几？",
 ]
 MODE_LABELS = {"hybrid": "混合 Hybrid", "dense": "語義 Dense", "bm25": "關鍵詞 BM25"}  # one per qa.schema.MODES
-EMPTY_QUESTION = "請輸入一個關於文件內容的問題。\nPlease type a question about the documents."
-INTERNAL_ERROR = "出了點問題，請再試一次。\nSomething went wrong answering this question; please try again."
 DEFAULT_CONCURRENCY = 4
-WARM_WAIT_S = 60  # a question waits at most this long for the warm-up before answering anyway
-MAX_K = 10  # the most passages a question may ask for (the slider's end)
 
 CSS = """
 .gradio-container { max-width: 1360px !important; }
 #qa-header h2 { margin: 0 0 2px 0; }
+#qa-summary p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.9em; }
+.qa-limits { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 0; }
+table.qa-docs-table { font-size: 0.82em; width: 100%; }
+tr.qa-skipped td { color: #b42318; }
 #qa-mode .wrap { gap: 6px !important; }
 #qa-mode label { padding: 4px 9px !important; }
-#qa-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 0.9em; }
 .qa-q { white-space: normal; }
 .qa-reply { line-height: 1.65; }
 .qa-label { font-size: 0.82em; font-weight: 600; color: var(--body-text-color-subdued); margin-bottom: 4px; }
@@ -143,8 +142,7 @@ def _gradio() -> ModuleType:
     such as ``gr.SelectData``. Deferred so that ``--help`` is quick and the host and port are
     checked first (see ``main``)."""
     global gr
-    import gradio as gr
-
+    gr = chat.gradio()
     return gr
 
 
@@ -171,120 +169,18 @@ def _blocks_class() -> type[gr.Blocks]:
     return QABlocks
 
 
-# ---- the chat ----------------------------------------------------------------------
+# ---- the page ----------------------------------------------------------------------
 
 
-def cap_question(message: object) -> tuple[object, str | None]:
-    """``message`` cut to its first ``MAX_QUESTION_CHARS`` characters, and a notice saying so (or
-    None). Done before anything else reads the question, so that no work, and not the chat history,
-    grows with what was sent; the pipeline cuts again after cleaning, to the same length."""
-    if isinstance(message, str) and len(message) > MAX_QUESTION_CHARS:
-        notice = f"question truncated to its first {MAX_QUESTION_CHARS} of {len(message)} characters"
-        return message[:MAX_QUESTION_CHARS], notice
-    return message, None
-
-
-def parse_k(k: object) -> int:
-    """``k`` (a float from the slider) as a whole number of passages from 1 to ``MAX_K``."""
-    if not (is_number(k) and k == int(k) and 1 <= k <= MAX_K):
-        raise QuestionError(f"k={short(k)}; expected a whole number of passages from 1 to {MAX_K}")
-    return int(k)
-
-
-class ChatHandlers:
-    """The event handlers of the app, around one shared read-only pipeline."""
-
-    def __init__(self, pipeline: Pipeline, warmed: threading.Event | None = None):
-        _gradio()
-        self.pipeline = pipeline
-        self.warmed = warmed  # set once the background warm-up is done (``main``)
-
-    def respond(self, message: str | None, history: list | None, mode: str = "hybrid", k: float = 5,
-                refs: list | None = None):
-        """Answer one question: (history, textbox value, dropdown update, document panel, refs).
-
-        A bad value (a question that is not text, k out of range, an unknown mode) gets a one-line
-        error in the chat; calls through the server are checked before they get here
-        (``qa.serve.GuardedBlocksMixin.process_api``)."""
-        message, notice = cap_question(message)  # first: nothing below may grow with the question
-        history = list(history) if isinstance(history, (list, tuple)) else []
-        refs = refs if isinstance(refs, list) else []
-        if message is not None and not isinstance(message, str):
-            return self._error(history, f"question={short(message)}; expected text", refs, notice)
-        if not (message or "").strip():
-            history.append({"role": "assistant", "content": R.render_message(EMPTY_QUESTION, "info")})
-            return history, "", gr.update(), gr.update(), refs
-        earlier = R.asked_questions(history)  # the conversation so far: a follow-up is read with it
-        history.append({"role": "user", "content": R.render_question(message)})
-        try:
-            n = parse_k(k)
-            if self.warmed is not None:
-                # A question that arrives during the warm-up waits for it instead of loading the same word
-                # lists and dictionaries beside it, both threads fighting for the interpreter.
-                self.warmed.wait(WARM_WAIT_S)
-            answer = self.pipeline.ask(message, k=n, mode=mode, history=earlier)
-        except QAError as exc:
-            return self._error(history, str(exc), refs, notice)
-        except Exception:  # noqa: BLE001 - never show a traceback in the chat
-            log.exception("answering %r failed", message)
-            return self._error(history, INTERNAL_ERROR, refs, notice)
-        if notice and not answer.notice:
-            answer = dataclasses.replace(answer, notice=notice)
-        history.append({"role": "assistant", "content": R.render_answer(answer, self.pipeline.document)})
-        new_refs = R.source_refs(answer)
-        choices = [(R.source_label(r), str(r["rank"])) for r in new_refs]
-        if new_refs:
-            panel = R.render_ref(new_refs[0], self.pipeline.document)
-            pick = gr.update(choices=choices, value=choices[0][1])
-        else:
-            panel = R.render_document_placeholder()
-            pick = gr.update(choices=[], value=None)
-        return history, "", pick, panel, new_refs
-
-    @staticmethod
-    def _error(history: list, text: str, refs: list, notice: str | None = None):
-        """``respond``'s outputs for a question that got an error: the error (and notice) in the chat."""
-        history.append({"role": "assistant", "content": R.render_notice(notice) + R.render_message(text, "error")})
-        return history, "", gr.update(), gr.update(), refs
-
-    def respond_example(self, history: list | None, mode: str, k: float, refs: list | None, evt: gr.SelectData):
-        """Ask an example question clicked in the empty chat."""
-        value = getattr(evt, "value", None)
-        text = value.get("text", "") if isinstance(value, dict) else value
-        return self.respond(text, history, mode, k, refs)
-
-    def show_source(self, choice: str | None, refs: list | None) -> str:
-        """The document panel for the retrieved passage picked in the dropdown."""
-        for ref in refs or []:
-            if str(ref["rank"]) == str(choice):
-                try:
-                    return R.render_ref(ref, self.pipeline.document)
-                except QAError as exc:
-                    return R.render_message(str(exc), "error")
-        return R.render_document_placeholder()
-
-    @staticmethod
-    def clear():
-        """A new chat: empty history, no sources, placeholder panel."""
-        return [], "", gr.update(choices=[], value=None), R.render_document_placeholder(), []
-
-
-def _summary(pipeline: Pipeline) -> str:
-    """The line under the title: how many documents and passages, and the encoder."""
-    enc = pipeline.manifest.get("encoder", {}).get("name", "?")
-    return (
-        f"在 {len(pipeline.documents)} 篇文件、{len(pipeline.passages)} 個段落中檢索，逐字引用原文。"
-        f" Answers quote the documents verbatim · encoder {R.esc(enc)}"
-    )
-
-
-def build_app(pipeline: Pipeline, warmed: threading.Event | None = None) -> gr.Blocks:
-    """The chat UI around a loaded pipeline (queue enabled; call ``.launch()`` to serve); questions
-    wait for ``warmed`` when given (see ``ChatHandlers``)."""
+def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | None = None) -> gr.Blocks:
+    """The chat UI around a loaded pipeline, or the holder it shares with ``qa.api.routes`` (queue
+    enabled; call ``.launch()`` to serve); questions wait for ``warmed`` when given (``ChatHandlers``)."""
     _gradio()
-    h = ChatHandlers(pipeline, warmed)
+    holder = PipelineHolder.of(pipeline)
+    h, d = ChatHandlers(holder, warmed), DocumentHandlers(holder)
     with _blocks_class()(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
-        gr.HTML(f"<h2>{R.esc(TITLE)}</h2><p>{_summary(pipeline)}</p>", elem_id="qa-header", js_on_load=None)
+        gr.HTML(f"<h2>{R.esc(TITLE)}</h2>", elem_id="qa-header", js_on_load=None)
+        head = gr.HTML(f"<p>{summary(holder.pipeline)}</p>", elem_id="qa-summary", js_on_load=None)
         refs = gr.State([])
         with gr.Row(equal_height=False):
             with gr.Column(scale=11, min_width=420):
@@ -307,18 +203,45 @@ def build_app(pipeline: Pipeline, warmed: threading.Event | None = None) -> gr.B
                     mode = gr.Radio([(MODE_LABELS[m], m) for m in MODES], value="hybrid", label="檢索方式 / Retrieval mode",
                                     scale=5, min_width=400, elem_id="qa-mode")
                     k = gr.Slider(1, MAX_K, value=5, step=1, label="段落數 k", scale=2, min_width=160, buttons=[], elem_id="qa-k")
+                with gr.Accordion("文件 / Documents: add, list, remove", open=False, elem_id="qa-docs"):
+                    gr.HTML(limits_note(), js_on_load=None)
+                    files = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, type="filepath", height=110,
+                                    label="加入文件 / Add documents (drag and drop)", elem_id="qa-upload")
+                    status = gr.HTML("", elem_id="qa-status", js_on_load=None)
+                    with gr.Row(equal_height=True):
+                        gone = gr.Dropdown([], value=[], multiselect=True, label="選擇文件 / Pick documents", scale=4,
+                                           elem_id="qa-remove-pick")
+                        remove = gr.Button("移除 / Remove", variant="stop", scale=1, min_width=110, elem_id="qa-remove")
+                        reindex = gr.Button("重建索引 / Re-index", scale=1, min_width=130, elem_id="qa-reindex")
+                    table = gr.HTML(render_documents(d.documents()), elem_id="qa-docs-table", js_on_load=None)
             with gr.Column(scale=9, min_width=380):
                 pick = gr.Dropdown(choices=[], value=None, label="查看原文 / View source passage", interactive=True,
                                    elem_id="qa-pick")
                 panel = gr.HTML(R.render_document_placeholder(), elem_id="qa-doc", js_on_load=SCROLL_JS)
 
         outputs = [chat, box, pick, panel, refs]
-        ask.click(h.respond, [box, chat, mode, k, refs], outputs, api_name="ask")
+        ask.click(h.respond, [box, chat, mode, k, refs], outputs, api_name="chat")
+        gr.api(h.ask, api_name="ask")  # the JSON of POST /api/ask, for gradio_client
         box.submit(h.respond, [box, chat, mode, k, refs], outputs, api_name=False)
         pick.input(h.show_source, [pick, refs], [panel], api_name=False)
         chat.example_select(h.respond_example, [chat, mode, k, refs], outputs, api_name=False)
         clear.click(h.clear, None, outputs, queue=False, api_name=False)
         chat.clear(h.clear, None, outputs, queue=False, api_name=False)
+
+        def add_documents(files: list | None, progress=gr.Progress()):
+            return d.upload(files, progress)
+
+        def remove_documents(names: list | None, progress=gr.Progress()):
+            return d.remove(names, progress)
+
+        def reindex_documents(progress=gr.Progress()):
+            return d.reindex(progress)
+
+        shown = [status, table, gone, head]
+        files.upload(add_documents, [files], [files, *shown], api_name=False, concurrency_limit=1, concurrency_id="docs")
+        remove.click(remove_documents, [gone], shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
+        reindex.click(reindex_documents, None, shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
+        demo.load(lambda: gr.update(choices=[x.name for x in d.documents()]), None, [gone], api_name=False, queue=False)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=64)
     return demo
 
@@ -391,8 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ready: {len(pipeline.documents)} documents, {len(pipeline.passages)} passages "
           f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     warmed = threading.Event()  # set once word lists, dictionary and model are loaded (``_warm``)
-    return serve(build_app(pipeline, warmed), args, warm=functools.partial(_warm, pipeline, warmed),
-                 routes=api.routes(pipeline))
+    holder = PipelineHolder(pipeline)  # swapped whole after an upload or removal: the chat and the API share it
+    return serve(build_app(holder, warmed), args, warm=functools.partial(_warm, pipeline, warmed),
+                 routes=api.routes(holder))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import QAError
+from .pipeline import PipelineHolder
 from .schema import MODES, Answer
 
 MAX_K = 50  # passages one call may ask for
@@ -144,7 +145,9 @@ def chat_chunks(pipeline: Any, body: object) -> Iterator[str]:
 
 def routes(pipeline: Any) -> list:
     """Starlette routes of ``POST /api/ask`` and ``POST /v1/chat/completions`` (``"stream": true``
-    streams), served in front of the app's own; every error is JSON with a message."""
+    streams), served in front of the app's own; every error is JSON with a message. ``pipeline``: a
+    pipeline, or the ``PipelineHolder`` the app swaps after an upload (each request reads it once)."""
+    holder = PipelineHolder.of(pipeline)
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse, StreamingResponse
@@ -157,9 +160,9 @@ def routes(pipeline: Any) -> list:
             return JSONResponse(error_body("the request body must be JSON"), status_code=400)
         try:
             if fn is chat_completion and isinstance(body, dict) and body.get("stream") is True:
-                return StreamingResponse(await run_in_threadpool(chat_chunks, pipeline, body),
+                return StreamingResponse(await run_in_threadpool(chat_chunks, holder.pipeline, body),
                                          media_type="text/event-stream")
-            return JSONResponse(await run_in_threadpool(fn, pipeline, body))
+            return JSONResponse(await run_in_threadpool(fn, holder.pipeline, body))
         except ApiError as exc:
             return JSONResponse(error_body(str(exc)), status_code=exc.status)
 

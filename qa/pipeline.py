@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import replace
 import unicodedata
@@ -39,7 +40,7 @@ from .search import DenseIndex, LexicalIndex, SentenceVectors
 
 MAX_QUESTION_CHARS = QuestionConfig().max_chars
 
-__all__ = ["BuildReport", "Pipeline", "Progress", "clean_question", "is_stale"]
+__all__ = ["BuildReport", "Pipeline", "PipelineHolder", "Progress", "clean_question", "is_stale"]
 
 
 def clean_question(question: str, max_chars: int = MAX_QUESTION_CHARS) -> tuple[str, str | None]:
@@ -245,6 +246,21 @@ class Pipeline:
             return self.documents[doc_id]
         except KeyError:
             raise QuestionError(f"no document {doc_id!r} in this index") from None
+
+
+class PipelineHolder:
+    """The pipeline a server answers from, swapped whole once a new index is complete (after an upload
+    or a removal). Every chat handler and API route reads ``.pipeline`` once per question, so a question
+    is answered by one index from start to end; ``lock`` lets one update run at a time."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def of(source: Pipeline | PipelineHolder) -> PipelineHolder:
+        """``source`` itself when it is a holder, else a new holder of the pipeline ``source``."""
+        return source if isinstance(source, PipelineHolder) else PipelineHolder(source)
 
 
 def fold_spaces(text: str) -> str:

@@ -3,8 +3,8 @@
 Three pieces, each ready before gradio is imported (gradio is imported only where used, so that
 ``python app.py --help`` is quick and a bad address is found before gradio reads it):
 
-- ``RequestGuard``: ASGI middleware that refuses a body over ``MAX_REQUEST_BYTES`` with a JSON 413
-  before anything parses it, and turns an exception a route lets escape into a JSON 400 and one
+- ``RequestGuard``: ASGI middleware that refuses a body over ``MAX_REQUEST_BYTES`` (an upload: over
+  ``UPLOAD_REQUEST_BYTES``) with a JSON 413 before anything parses it, and turns an exception a route lets escape into a JSON 400 and one
   log line instead of uvicorn's traceback.
 - ``request_problem`` and ``GuardedBlocksMixin``: a call of the API with malformed inputs (a
   missing input, a number for the question, a string for k) gets a clear ``gr.Error`` and one log
@@ -33,12 +33,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from .pipeline import MAX_QUESTION_CHARS
+from .uploads import LIMITS
 
 log = logging.getLogger("qa.app")  # the app's log: its lines all under one name, wherever made
 
 # A request body larger than this is refused before it is parsed. The browser sends the whole chat
 # history with each question (about 5 kB an exchange), so this allows several hundred exchanges.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
+UPLOAD_PATHS = ("/gradio_api/upload",)  # Gradio's upload route: its own limit, the files of one upload and their framing
+UPLOAD_REQUEST_BYTES = LIMITS.total_bytes + 1024 * 1024
 DRAIN_BYTES = 64 * 1024 * 1024  # a refused body is read and dropped up to this size, so the client sees the 413
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -141,6 +144,7 @@ class GuardedBlocksMixin:
         app_kwargs = dict(kwargs.get("app_kwargs") or {})
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(RequestGuard)]
         kwargs["app_kwargs"] = app_kwargs
+        kwargs.setdefault("max_file_size", LIMITS.file_bytes)  # Gradio's own check of each uploaded file
         return super().launch(*args, **kwargs)  # type: ignore[misc]
 
     async def process_api(self, block_fn: Any, inputs: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -157,6 +161,8 @@ class GuardedBlocksMixin:
         if problem is None:
             try:
                 return await super().process_api(block_fn, inputs, *args, **kwargs)  # type: ignore[misc]
+            except gr.Error:
+                raise  # a refusal the handler worded itself
             except Exception as exc:  # noqa: BLE001 - reported below in one line
                 log.debug("call of %s failed", name, exc_info=True)
                 problem = f"malformed call: {one_line(exc)}"
@@ -178,33 +184,33 @@ Send = Callable[[dict], Awaitable[None]]
 class RequestGuard:
     """ASGI middleware in front of Gradio's routes.
 
-    A request body over ``max_bytes`` gets a JSON 413 before anything parses it (by its
-    Content-Length, or by counting when there is none), and an exception a route lets escape (an
-    unknown endpoint name, arguments Gradio does not check) becomes one log line and a JSON 400
-    instead of uvicorn's traceback. Errors are ``{"error": "..."}``."""
+    A request body over ``max_bytes`` (to ``upload_paths``: over ``upload_bytes``) gets a JSON 413
+    before anything parses it (by its Content-Length, or by counting when there is none), and an
+    exception a route lets escape (an unknown endpoint name, arguments Gradio does not check) becomes
+    one log line and a JSON 400 instead of uvicorn's traceback. Errors are ``{"error": "..."}``."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_REQUEST_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_REQUEST_BYTES,
+                 upload_bytes: int = UPLOAD_REQUEST_BYTES, upload_paths: tuple[str, ...] = UPLOAD_PATHS) -> None:
+        self.app, self.max_bytes, self.upload_bytes, self.upload_paths = app, max_bytes, upload_bytes, upload_paths
 
-    async def refuse(self, receive: Receive, send: Send, where: str, size: str, more: bool = True) -> None:
+    async def refuse(self, receive: Receive, send: Send, where: str, size: str, limit: int, more: bool = True) -> None:
         """Log one line, read and drop the rest of the body (``more`` to come), and answer 413."""
         log.warning("rejected %s: a body of %s", where, size)
         if more:
             await _drain(receive)
-        await _send_json(send, 413, (
-            f"request body over {self.max_bytes // 1024 // 1024} MiB refused; questions are cut to "
-            f"{MAX_QUESTION_CHARS} characters anyway, and a very long chat can be cleared with New chat"
-        ))
+        why = (f"questions are cut to {MAX_QUESTION_CHARS} characters anyway, and a very long chat can be cleared "
+               f"with New chat") if limit == self.max_bytes else f"upload {LIMITS.describe()}"
+        await _send_json(send, 413, f"request body over {limit / 1024 / 1024:g} MiB refused; {why}")
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         where = f"{scope.get('method', '?')} {_printable(str(scope.get('path', '')))}"
+        limit = self.upload_bytes if scope.get("path") in self.upload_paths else self.max_bytes
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self.refuse(receive, send, where, f"{declared} bytes")
+        if declared is not None and declared > limit:
+            await self.refuse(receive, send, where, f"{declared} bytes", limit)
             return
         received, more, started = 0, True, False
 
@@ -214,16 +220,16 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 more = bool(message.get("more_body", False))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLarge
             return message
 
         async def watching_send(message: dict) -> None:
             nonlocal started
-            if received > self.max_bytes:  # the app's answer to a body it could not finish reading
+            if received > limit:  # the app's answer to a body it could not finish reading
                 if not started:
                     started = True
-                    await self.refuse(receive, send, where, f"over {self.max_bytes} bytes", more)
+                    await self.refuse(receive, send, where, f"over {limit} bytes", limit, more)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -231,10 +237,10 @@ class RequestGuard:
         try:
             await self.app(scope, counting_receive, watching_send)
         except Exception as exc:  # noqa: BLE001 - one line, no traceback
-            if received > self.max_bytes:
+            if received > limit:
                 if not started:
                     started = True
-                    await self.refuse(receive, send, where, f"over {self.max_bytes} bytes", more)
+                    await self.refuse(receive, send, where, f"over {limit} bytes", limit, more)
                 return
             log.warning("rejected %s: %s", where, one_line(exc))
             log.debug("%s failed", where, exc_info=True)

@@ -612,11 +612,12 @@ def _post(url: str, payload: object | bytes) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def _ask(base: str, data: object) -> tuple[str, object]:
-    """POST ``data`` to /gradio_api/call/ask and read the outcome: ('complete', outputs) or ('error', message)."""
-    status, body = _post(f"{base}/gradio_api/call/ask", {"data": data})
+def _ask(base: str, data: object, endpoint: str = "chat") -> tuple[str, object]:
+    """POST ``data`` to /gradio_api/call/ENDPOINT (the chat's event by default) and read the outcome:
+    ('complete', outputs) or ('error', message)."""
+    status, body = _post(f"{base}/gradio_api/call/{endpoint}", {"data": data})
     assert status == 200, body
-    with urllib.request.urlopen(f"{base}/gradio_api/call/ask/{body['event_id']}", timeout=60) as response:
+    with urllib.request.urlopen(f"{base}/gradio_api/call/{endpoint}/{body['event_id']}", timeout=60) as response:
         stream = response.read().decode()
     event = re.search(r"^event: (\w+)$", stream, re.M).group(1)
     payload = json.loads(re.search(r"^data: (.*)$", stream, re.M).group(1))
