@@ -12,7 +12,7 @@ import html
 import logging
 import threading
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import api
 from . import render as R
@@ -144,7 +144,7 @@ class ChatHandlers:
         """A new chat: empty history, no sources, placeholder panel."""
         return [], "", gr.update(choices=[], value=None), R.render_document_placeholder(), []
 
-    def ask(self, question: str, history: list[str] | None = None, k: int = 5, mode: Mode = "hybrid") -> dict[str, Any]:
+    def ask(self, question: str, history: list[str] | None = None, k: int = 5, mode: Mode = "hybrid") -> dict:
         """Answer ``question`` (read with the earlier questions ``history``, oldest first) from the top
         ``k`` passages found by ``mode``: the JSON of ``POST /api/ask`` and ``python -m qa ask --json``."""
         body = {"question": question, "history": [] if history is None else history, "k": k, "mode": mode}
