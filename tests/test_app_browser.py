@@ -218,3 +218,56 @@ def assert_inert(page):
     assert page.evaluate("document.querySelectorAll('#qa-chat script, #qa-doc script').length") == 0
     assert page.evaluate("document.querySelectorAll('#qa-chat img, #qa-doc img').length") == 0
     assert page.dialogs == []
+
+
+UPLOAD_TIMEOUT_MS = 180_000  # reading, embedding and swapping in the new index on a busy 2-core box
+PDF_QUESTION = "三峡工程位于哪里？"  # answered only on page 2 of the uploaded PDF
+
+
+@pytest.fixture(scope="module")
+def upload_app(tmp_path_factory):
+    """The app on a tmp copy of the repository's corpus (hash encoder), ready to take uploads."""
+    import shutil
+
+    from qa import Pipeline
+
+    base = tmp_path_factory.mktemp("upload")
+    corpus = shutil.copytree(ROOT / "corpus", base / "corpus")
+    demo, url = _serve(Pipeline.open(corpus, base / "index", encoder="hash"))
+    yield url, corpus
+    demo.close()
+
+
+def test_upload_answer_and_remove_a_document(upload_app, page, tmp_path):
+    from test_readers import PAGE_HTML, chromium_pdf, make_docx
+
+    url, corpus = upload_app
+    pdf = chromium_pdf(PAGE_HTML, tmp_path / "長江概況.pdf")
+    docx = make_docx(tmp_path / "report.docx")
+    page.goto(url)
+    assert "qa-abstain" in ask(page, PDF_QUESTION).get_attribute("class")  # not in the corpus yet
+    page.locator("#qa-docs").get_by_text("文件 / Documents").first.click()
+    assert "MiB each" in page.locator("#qa-docs .qa-limits").inner_text()  # the limits are stated
+    page.locator("#qa-upload input[type=file]").set_input_files([str(pdf), str(docx)])
+    status = page.locator("#qa-status")
+    page.wait_for_function("() => (document.querySelector('#qa-status') || {}).textContent?.includes('indexed')",
+                           timeout=UPLOAD_TIMEOUT_MS)
+    assert "✓ 長江概況.pdf: added" in status.inner_text() and "✓ report.docx: added" in status.inner_text()
+    table = page.locator("#qa-docs-table").inner_text()
+    assert "長江概況.pdf" in table and "report.docx" in table
+    assert (corpus / "長江概況.pdf").exists() and (corpus / "report.docx").exists()
+    reply = ask(page, PDF_QUESTION)
+    assert "qa-answer" in reply.get_attribute("class")
+    assert "湖北省宜昌市" in reply.locator("blockquote.qa-passage mark").inner_text()
+    cite = reply.locator(".qa-cite").first.inner_text()
+    assert "長江概況.pdf" in cite and "p. 2" in cite  # the quote's page
+    # remove the PDF: the same question is declined
+    page.locator("#qa-remove-pick input").click()
+    page.get_by_role("option", name="長江概況.pdf").click()
+    page.locator("#qa-remove").click()
+    page.wait_for_function("() => document.querySelector('#qa-status').textContent.includes('removed')",
+                           timeout=UPLOAD_TIMEOUT_MS)
+    assert "長江概況.pdf" not in page.locator("#qa-docs-table").inner_text()
+    assert not (corpus / "長江概況.pdf").exists()
+    assert "qa-abstain" in ask(page, PDF_QUESTION).get_attribute("class")
+    assert_inert(page)
