@@ -207,7 +207,7 @@ def test_serve_warms_after_the_launch_and_returns_exit_statuses(capsys):
     demo = _Demo()
     assert serve.serve(demo, args, warm=lambda: (warmed.append(demo.launched is not None), done.set())) == 0
     assert demo.launched == {"server_name": "127.0.0.1", "server_port": 1, "show_error": False,
-                             "prevent_thread_lock": True}
+                             "prevent_thread_lock": True, "app_kwargs": {"routes": []}}  # no extra routes given
     assert serve.serve(_Demo(block_fails=KeyboardInterrupt()), args) == 130
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
