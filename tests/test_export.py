@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import HANS_ARTICLE, HANT_ARTICLE
 
-from qa.export import PROMPTS, VARIANTS, build_charsmap, export_model
+from qa.export import PROMPTS, VARIANTS, build_charsmap
+from qa.exports import export_model
 
 MIN_COSINE = 0.98
 REPO = Path(__file__).resolve().parent.parent

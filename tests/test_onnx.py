@@ -20,6 +20,7 @@ from conftest import TINY_DOCS, write_corpus
 import qa.encode
 import qa.export
 import qa.export_onnx
+import qa.exports
 from qa import Pipeline
 from qa.cli import main as cli_main
 from qa.encode import OnnxEncoder, encoder_name, load_encoder
@@ -61,8 +62,8 @@ def tiny_bundle(seed: int = 0) -> dict:
 def export_tiny(out: Path, seed: int = 0, overwrite: bool = False) -> Path:
     """Export ``tiny_bundle(seed)`` through the real ONNX exporter (read_bin patched)."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(qa.export, "read_bin", lambda path: tiny_bundle(seed))
-        return qa.export.export_model(out, format="onnx", overwrite=overwrite)
+        mp.setattr(qa.exports, "read_bin", lambda path: tiny_bundle(seed))
+        return qa.exports.export_model(out, format="onnx", overwrite=overwrite)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_broken_folder_says_how_to_fix(tiny_onnx, tmp_path):
 
 
 def test_cli_export_onnx_and_its_errors(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(qa.export, "read_bin", lambda path: tiny_bundle())
+    monkeypatch.setattr(qa.exports, "read_bin", lambda path: tiny_bundle())
     out = tmp_path / "m"
     assert cli_main(["export-model", str(out), "--format", "onnx"]) == 0
     assert f"--encoder onnx:{out}" in capsys.readouterr().out

@@ -108,7 +108,7 @@ def default_encoders(encoder: str, work: Path, log: Callable[[str], None]) -> li
         return specs
     st_dir = work / "models" / "st"
     if not (st_dir / "modules.json").exists():
-        from ..export import export_model
+        from ..exports import export_model
 
         log(f"exporting the bundled model as a sentence-transformers folder to {st_dir}")
         export_model(st_dir, overwrite=True)
