@@ -1,4 +1,4 @@
-"""Take docs/screenshot.png: start the app on the real corpus, ask a question, shoot the page.
+"""Take docs/screenshot.png and docs/documents.png: start the app on the real corpus, ask a question, shoot the page, then the opened Documents section.
 
     python scripts/screenshot.py [--corpus corpus] [--index DIR] [--question Q] [--out docs/screenshot.png]
 
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", default=None)
     ap.add_argument("--question", default="苏州区块链发展水平在2021年排名第几？")
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
+    ap.add_argument("--documents-out", default=str(ROOT / "docs" / "documents.png"),
+                    help="picture of the opened Documents section (add, list, remove)")
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=900)
     args = ap.parse_args(argv)
@@ -71,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
                 out = Path(args.out)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(out))
+                page.locator("#qa-docs").get_by_text("文件 / Documents").first.click()
+                page.locator("#qa-docs").get_by_text("suzhou-blockchain-pilot-zone").first.wait_for(timeout=20_000)
+                page.locator("#qa-docs").scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+                page.locator("#qa-docs").screenshot(path=str(args.documents_out))
                 browser.close()
         finally:
             demo.close()
-    print(f"saved {out}")
+    print(f"saved {out} and {args.documents_out}")
     return 0
 
 
