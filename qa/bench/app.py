@@ -55,9 +55,9 @@ def app_cold_start(index_dir: Path, question: str, timeout: float = 300) -> dict
 
         client = Client(url, verbose=False)
         t1 = time.perf_counter()
-        result = client.predict(question, [], "hybrid", 5, api_name="/ask")
+        result = client.predict(question=question, history=[], k=5, mode="hybrid", api_name="/ask")
         first = time.perf_counter() - t0
-        ok = bool(result) and isinstance(result, (list, tuple)) and len(result[0]) >= 2
+        ok = isinstance(result, dict) and bool(result.get("passages"))  # the ask --json object
         out.update(ready_s=ready, first_answer_s=first, first_ask_s=time.perf_counter() - t1, answered=ok)
         return out
     finally:
