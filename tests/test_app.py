@@ -316,7 +316,7 @@ def test_respond_reads_a_follow_up_with_the_questions_asked_before(pipeline, mon
     ids=["control", "emoji", "rtl", "script", "markdown", "punctuation", "120k-chars"],
 )
 def test_respond_hostile_questions_get_a_reply(pipeline, question):
-    """Issue 8: anything typed gets a sensible, inert reply in the app, never an error page."""
+    """anything typed gets a sensible, inert reply in the app, never an error page."""
     h = app.ChatHandlers(pipeline)
     history, *_ = h.respond(question, [], "hybrid", 5, [])
     assert [m["role"] for m in history] == ["user", "assistant"]
@@ -393,7 +393,7 @@ class Untouchable(str):
 
 
 def test_respond_cuts_an_oversize_question_first_and_echoes_only_that(pipeline):
-    """Issue 1: a 10M-character question was echoed whole into the history (a 60 MB response)."""
+    """a 10M-character question was echoed whole into the history (a 60 MB response)."""
     cap = app.MAX_QUESTION_CHARS
     question = Untouchable("苏州区块链" * 2_000_000)
     assert len(question) == 10_000_000
@@ -429,7 +429,7 @@ def test_respond_caps_before_an_error_too(pipeline):
     ids=["question-number", "k-text", "k-nan", "k-0", "k-11", "k-2.5", "k-bool", "k-huge-int", "history-text"],
 )
 def test_respond_reports_bad_inputs_in_the_chat_without_a_traceback(pipeline, caplog, message, k, history, expected):
-    """Issue 3: k='abc' raised inside the handler and logged a traceback."""
+    """k='abc' raised inside the handler and logged a traceback."""
     out, *_ = app.ChatHandlers(pipeline).respond(message, history, "hybrid", k, [])
     assert "qa-error" in out[-1]["content"] and expected in out[-1]["content"], out[-1]["content"]
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
@@ -475,7 +475,7 @@ def test_request_problem_names_the_bad_input(events, inputs, expected):
 
 
 def test_a_malformed_call_is_a_clear_error_and_one_log_line(pipeline, caplog):
-    """Issue 3: Gradio printed a traceback for each malformed call; the app raises gr.Error without one."""
+    """Gradio printed a traceback for each malformed call; the app raises gr.Error without one."""
     demo = app.build_app(pipeline)
     respond = next(f for f in demo.fns.values() if f.name == "respond")
     good = asyncio.run(demo.process_api(block_fn=respond, inputs=["苏州", [], "hybrid", 5, None], state=None))
@@ -564,7 +564,7 @@ def free_port() -> int:
          "host-empty", "unknown-flag"],
 )
 def test_bad_host_or_port_is_one_line_before_the_index_loads(tmp_path, args, env, needles):
-    """Issue 2: GRADIO_SERVER_PORT=abc crashed inside `import gradio`, --port 99999 raised OverflowError
+    """GRADIO_SERVER_PORT=abc crashed inside `import gradio`, --port 99999 raised OverflowError
     and a bad --host read "Cannot find empty port". The index is never opened (no 'loading' line)."""
     done = run_app("--corpus", str(tmp_path / "missing"), "--index", str(tmp_path / "idx"), "--encoder", "hash", *args,
                    env=env)

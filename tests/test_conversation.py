@@ -165,7 +165,7 @@ def test_follow_up_metrics_count_only_questions_with_history():
 
 @pytest.mark.slow
 def test_conversation_set_with_the_real_model_meets_the_targets(real_index):
-    """Issue 21's bar on evals/conversations.questions.jsonl (hybrid): follow-up hit@1 >= 0.90, at most 2
+    """The bar on evals/conversations.questions.jsonl (hybrid): follow-up hit@1 >= 0.90, at most 2
     answerable follow-ups declined, at least 80% of unanswerable follow-ups declined."""
     from qa.evaluate import evaluate
 

@@ -187,7 +187,7 @@ def test_overwrite_replaces_a_non_empty_folder(tmp_path):
 
 @pytest.mark.slow
 def test_st_encoder_retrieves_like_the_bundled_engine(exported, tmp_path):
-    """Issue 7 parity: --encoder st:DIR on the real articles and question set stays within 1 point hit@1."""
+    """Parity: --encoder st:DIR on the real articles and question set stays within 1 point hit@1."""
     from qa import Pipeline
     from qa.evaluate import evaluate, load_questions, summarize
 

@@ -219,7 +219,7 @@ def test_traditional_question_with_the_real_model(real_index):
 
 @pytest.mark.slow
 def test_articles_question_set_with_the_real_model_meets_the_core_targets(real_index):
-    """Issue 2's bar on evals/articles.questions.jsonl: hybrid hit@1 >= 0.90, hit@5 >= 0.98,
+    """The bar on evals/articles.questions.jsonl: hybrid hit@1 >= 0.90, hit@5 >= 0.98,
     at most 2 answerable questions wrongly abstained; abstention must not fall below today's 6 of 10."""
     from qa.evaluate import evaluate, load_questions, summarize
 

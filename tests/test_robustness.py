@@ -1,4 +1,4 @@
-"""Robustness (issue #8): what the other test files do not cover yet.
+"""Robustness: what the other test files do not cover yet.
 
 - a 50 MB file beside small ones, and the exact size limit;
 - mixed line endings (CRLF, bare CR, LF) in one file;

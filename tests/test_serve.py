@@ -95,7 +95,7 @@ async def _answers_400_on_read_errors(scope, receive, send):
 
 
 def test_request_guard_refuses_bodies_over_the_limit(caplog):
-    """Issue 1: a 30M-character question was parsed and answered (21 s, server RSS 504 -> 882 MB)."""
+    """a 30M-character question was parsed and answered (21 s, server RSS 504 -> 882 MB)."""
     assert _through_guard(_reads_the_body, [b"x" * 60, b"y" * 40]) == (200, {"size": 100}, True)
     declared = [(b"content-length", b"101")]
     cases = [
@@ -113,7 +113,7 @@ def test_request_guard_refuses_bodies_over_the_limit(caplog):
 
 
 def test_request_guard_turns_a_route_exception_into_one_line_and_a_400(caplog):
-    """Issue 3: an unknown endpoint name raised inside Gradio's route and uvicorn logged a traceback."""
+    """an unknown endpoint name raised inside Gradio's route and uvicorn logged a traceback."""
 
     async def broken(scope, receive, send):
         await receive()
