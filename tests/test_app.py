@@ -15,13 +15,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_app
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -640,15 +640,7 @@ def test_the_server_answers_malformed_requests_with_one_log_line_each(tiny_built
              "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the app did not start in 90 s"
-            try:
-                with urllib.request.urlopen(f"{base}/gradio_api/info", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_app(server, base, log_path)
         started = len(log_path.read_text().splitlines())
 
         event, outputs = _ask(base, ["苏州", [], "hybrid", 5])

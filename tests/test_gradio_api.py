@@ -9,12 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, run_qa
+from conftest import ROOT, run_qa, wait_for_app
 
 from qa.serve import MAX_REQUEST_BYTES
 from scripts.screenshot import free_port
@@ -38,15 +37,7 @@ def server(tiny_built, tmp_path_factory):
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the app did not start in 90 s"
-            try:
-                with urllib.request.urlopen(f"{base}/gradio_api/info", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_app(proc, base, log_path)
         yield base, index
     finally:
         proc.terminate()
