@@ -97,8 +97,8 @@ def test_20_threads_ask_200_questions_through_the_app(served):
     probe = Client(url, **kw)
     api = probe.view_api(return_format="dict", print_info=False)
     probe.close()
-    assert "/ask" in api["named_endpoints"], api["named_endpoints"].keys()
-    params = [p["parameter_name"] for p in api["named_endpoints"]["/ask"]["parameters"]]
+    assert "/chat" in api["named_endpoints"], api["named_endpoints"].keys()
+    params = [p["parameter_name"] for p in api["named_endpoints"]["/chat"]["parameters"]]
     assert params == ["message", "history", "mode", "k"], params
 
     local = threading.local()
@@ -113,7 +113,7 @@ def test_20_threads_ask_200_questions_through_the_app(served):
                 clients.append(client)
         question = QUESTIONS[i % len(QUESTIONS)]
         t0 = time.perf_counter()
-        job = client.submit(question, [], "hybrid", 5, api_name="/ask")
+        job = client.submit(question, [], "hybrid", 5, api_name="/chat")
         result = job.result(timeout=REQUEST_TIMEOUT_S)
         return question, result, time.perf_counter() - t0
 
