@@ -624,6 +624,7 @@ def _ask(base: str, data: object, endpoint: str = "chat") -> tuple[str, object]:
     return event, payload["error"] if event == "error" else payload
 
 
+@pytest.mark.slow
 def test_the_server_answers_malformed_requests_with_one_log_line_each(tiny_built, tmp_path):
     """End to end: the real app on 127.0.0.1 gets oversize and malformed requests; each
     gets a clear error back and one line in the log, and the server never logs a traceback."""

@@ -145,6 +145,7 @@ def quick_run(tmp_path_factory):
     return proc, base / "out"
 
 
+@pytest.mark.slow
 def test_cli_bench_quick_writes_table_json_and_plots(quick_run):
     proc, out = quick_run
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -165,6 +166,7 @@ def test_cli_bench_quick_writes_table_json_and_plots(quick_run):
     assert isinstance(res["environment"]["simd"], list)  # the CPU's vector extensions, for the record
 
 
+@pytest.mark.slow
 def test_bench_header_says_when_sizes_were_skipped(quick_run, tmp_path):
     _, out = quick_run
     res = json.loads((out / "bench.json").read_text(encoding="utf-8"))

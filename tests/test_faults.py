@@ -25,6 +25,9 @@ from qa.errors import EncoderError
 from qa.search import DenseIndex, LexicalIndex, SentenceVectors
 from qa.text import CharGrams
 
+# Each case runs the CLI in subprocesses (about a second each): the suite belongs to the slow tier.
+pytestmark = pytest.mark.slow
+
 QUESTION = "相城区有多少家区块链企业？"
 
 

@@ -23,6 +23,9 @@ FIRST = "苏州市什么时候获批创建区块链发展先导区？"
 FOLLOW_UP = "相城区呢？"  # read with FIRST: understood_as
 
 
+pytestmark = pytest.mark.slow  # starts app.py
+
+
 @pytest.fixture(scope="module")
 def server(tiny_built, tmp_path_factory):
     """The base URL of ``app.py`` serving the tiny index (hash encoder) on 127.0.0.1."""
