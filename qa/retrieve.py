@@ -64,17 +64,17 @@ class Retriever:
             return None
         return translate(question, self.words.present, self.config.translations_per_word)
 
-    def lexical_query(self, question: str, tr: tuple[list[str], list[str], int] | None = None) -> str:
-        """The text BM25 scores: the question, after its CC-CEDICT translations when it is English
-        over a Chinese corpus (``tr``: its ``translation``, computed when not given)."""
-        tr = self.translation(question) if tr is None else tr
+    @staticmethod
+    def lexical_query(question: str, tr: tuple[list[str], list[str], int] | None) -> str:
+        """The text BM25 scores: the question, after its CC-CEDICT translations ``tr`` (``translation``)
+        when it is English over a Chinese corpus."""
         return question if tr is None else " ".join(tr[0]) + " " + question
 
     def query(self, question: str, mode: Mode) -> Query:
         """Everything retrieval and abstention read of one (cleaned) question."""
         vector = self.query_vector(question)
         tr = self.translation(question)
-        lexical = self.lexical_query(question, tr) if tr is not None else question
+        lexical = self.lexical_query(question, tr)
         return Query(question, tr, lexical, vector, None if mode == "dense" else self.lexical.scores(lexical))
 
     def search(self, query: Query, k: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
