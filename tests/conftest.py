@@ -138,3 +138,13 @@ def wait_for_app(proc: subprocess.Popen, base: str, log_path: Path, seconds: flo
                 return
         except OSError:
             time.sleep(0.3)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop an app started as ``proc``: terminate, then kill if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

@@ -21,7 +21,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_app
+from conftest import stop_app, wait_for_app
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -670,12 +670,7 @@ def test_the_server_answers_malformed_requests_with_one_log_line_each(tiny_built
             got_status, body = _post(base + path, payload)
             assert got_status == status and body["error"].startswith(expected), (path, got_status, body)
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_app(server)
     lines = log_path.read_text().splitlines()
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
     logged = lines[started:]

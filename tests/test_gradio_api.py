@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, run_qa, wait_for_app
+from conftest import ROOT, run_qa, stop_app, wait_for_app
 
 from qa.serve import MAX_REQUEST_BYTES
 from scripts.screenshot import free_port
@@ -43,12 +43,7 @@ def server(tiny_built, tmp_path_factory):
         wait_for_app(proc, base, log_path)
         yield base, index
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_app(proc)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
 
 
