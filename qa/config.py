@@ -123,7 +123,11 @@ class RerankConfig:
     match (``MatchConfig``), ``+ sentence_dense_weight`` x the best sentence cosine (min-max over the
     ``depth``), ``+ number_weight`` x the share of the question's numbers the passage states; every
     candidate of a document the question names by its title (2 to ``max_title_chars`` characters)
-    gets ``+ title_weight``."""
+    gets ``+ title_weight``. For a question asking for a kind of fact in ``kinds_first`` (``qa.kinds``),
+    a passage among the first ``kind_depth`` whose best sentence states one, and says at least
+    ``kind_min_support`` of the question and at most ``kind_support_gap`` less than the first's, goes
+    before a first whose best
+    sentence does not (``Reranker.kind_first``; ``kind_depth`` 1 turns it off)."""
 
     depth: int = 20
     sentence_weight: float = 1.0
@@ -131,6 +135,10 @@ class RerankConfig:
     number_weight: float = 0.2
     title_weight: float = 0.2
     max_title_chars: int = 30
+    kind_depth: int = 3
+    kind_min_support: float = 0.5
+    kind_support_gap: float = 0.15
+    kinds_first: tuple[str, ...] = ("when",)
 
 
 @dataclass(frozen=True)
@@ -158,8 +166,9 @@ class AbstainConfig:
 @dataclass(frozen=True)
 class QuoteConfig:
     """Which sentence of the best passage is quoted (``qa.quote``). A sentence's score is its match
-    (``MatchConfig``) plus ``when_bonus`` when a "when" question meets a date and ``count_bonus`` when
-    a "how many" question meets a digit, plus ``char_share_weight`` x its share of the characters of
+    (``MatchConfig``) plus ``when_bonus`` / ``count_bonus`` / ``who_bonus`` / ``where_bonus`` when it
+    states a date / number / name / place that a question of that kind asks for (``qa.kinds``), plus
+    ``char_share_weight`` x its share of the characters of
     the question's content words beyond the title's (a paraphrase keeps one). A neighbour holding
     ``neighbour_gain`` of the question that the best sentence lacks is quoted with it; a sentence of
     fewer than ``min_quote_chars`` letters and digits is quoted with the next."""
@@ -167,6 +176,8 @@ class QuoteConfig:
     char_share_weight: float = 0.6
     when_bonus: float = 0.35
     count_bonus: float = 0.25
+    who_bonus: float = 0.2
+    where_bonus: float = 0.2
     neighbour_gain: float = 0.1
     min_quote_chars: int = 8
 

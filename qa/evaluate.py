@@ -21,6 +21,7 @@ import numpy as np
 
 from .errors import QAError, QuestionError
 from .files import NotRegularFileError, decode_line, iter_lines, open_regular
+from .kinds import KINDS, asked_kind, expressions, states
 from .schema import MODES, Answer, Document, Passage
 from .text import fold
 
@@ -53,6 +54,8 @@ class Outcome:
     answers_found: float
     confidence: float
     top_score: float
+    kind_ok: bool | None = None
+    quote_chars: int = 0
 
 
 @dataclass
@@ -155,7 +158,18 @@ def score_answer(q: EvalQuestion, a: Answer, docs: dict[str, Document], latency_
         texts = [fold(h.passage.text) for h, ok in zip(a.hits, flags) if ok or q.doc_id is None]
         found = sum(any(fold(x) in t for t in texts) for x in q.answers) / len(q.answers)
     top = a.hits[0].score if a.hits else 0.0
-    return Outcome(q, a.mode, first, a.abstained, quote_ok, latency_ms, found, a.confidence, top)
+    return Outcome(q, a.mode, first, a.abstained, quote_ok, latency_ms, found, a.confidence, top,
+                   kind_answered(q, a), len(a.quote.text) if a.quote else 0)
+
+
+def kind_answered(q: EvalQuestion, a: Answer) -> bool | None:
+    """Does the quote state the kind of fact the question asks for (``qa.kinds``: a date for "when",
+    a number for "how many", a name for "who", a place for "where")? None unless the question asks
+    for one, its gold answer is of that kind and it was answered."""
+    kind = asked_kind(q.question)
+    if kind is None or a.abstained or not any(expressions(kind, x) for x in q.answers):
+        return None
+    return states(kind, a.quote.text, a.understood_as or a.question)
 
 
 def summarize(outcomes: list[Outcome], k: int) -> dict:
@@ -178,6 +192,13 @@ def summarize(outcomes: list[Outcome], k: int) -> dict:
     out["answered_wrongly"] = sum(not o.abstained and (not o.question.answers or o.first_hit != 1) for o in outcomes)
     quotes = [o.quote_ok for o in ans if o.quote_ok is not None]
     out["quote_accuracy"] = _mean(quotes) if quotes else None
+    out["quote_chars_mean"] = _mean(o.quote_chars for o in ans if o.quote_ok is not None) if quotes else None
+    kinded = [o for o in outcomes if o.kind_ok is not None]
+    out["kind_answered"] = _mean(o.kind_ok for o in kinded) if kinded else None
+    for kind in KINDS:
+        of_kind = [o.kind_ok for o in kinded if asked_kind(o.question.question) == kind]
+        out[f"kind_answered_{kind}"] = _mean(of_kind) if of_kind else None
+        out[f"kind_n_{kind}"] = len(of_kind)
     lat = np.array([o.latency_ms for o in outcomes]) if outcomes else np.zeros(1)
     out["latency_ms_mean"] = float(lat.mean())
     out["latency_ms_p95"] = float(np.percentile(lat, 95))
@@ -258,7 +279,8 @@ def detail_line(q: EvalQuestion, a: Answer, o: Outcome) -> dict:
 
 def format_table(summary: dict[str, dict], k: int) -> str:
     """A Markdown table of the main metrics, one column per mode."""
-    rows = [f"hit@{x}" for x in HIT_KS if x <= k] + ["mrr@10", f"recall@{k}", "quote_accuracy",
+    rows = [f"hit@{x}" for x in HIT_KS if x <= k] + ["mrr@10", f"recall@{k}", "quote_accuracy", "quote_chars_mean",
+            "kind_answered", *(f"kind_answered_{kind}" for kind in KINDS),
             "abstain_precision", "abstain_recall", "wrongly_abstained", "answered_wrongly", "latency_ms_mean",
             "latency_ms_p95", "n"]
     modes = list(summary)

@@ -12,27 +12,23 @@ from collections.abc import Callable
 import numpy as np
 
 from .config import MatchConfig, QuoteConfig
+from .kinds import asked_kind, states
 from .rerank import question_grams, question_trigrams, sentence_grams, sentence_overlaps, sentence_trigrams
 from .schema import Quote
 from .split import quote_spans
 from .text import char_bigrams, char_trigrams, cjk_chars, content_words, fold
 
-_WHEN = re.compile(r"何时|什么时候|哪一?年|几月|哪个月|哪天|日期|时间|when|what year|which year|date", re.I)
-_HOW_MANY = re.compile(r"多少|几[个家项条年月次位名所种]|比例|百分之|占比|排名|第几|how many|how much|percent|rank", re.I)
-_DATE = re.compile(r"\d{4}\s*年|\d{1,2}\s*月|\d{4}[-/]\d{1,2}|(?:19|20)\d\d|近日|日前|近期|今年|去年|明年|当时|目前")
-_NUMBER = re.compile(r"\d")
 _WORD_CHARS = re.compile(r"\w")
 
 
 def _cue_bonus(question: str, sentence: str, config: QuoteConfig) -> float:
-    """Extra weight for a sentence holding the answer type the question asks for."""
-    bonus = 0.0
-    question = fold(question)
-    if _WHEN.search(question) and _DATE.search(sentence):
-        bonus += config.when_bonus
-    if _HOW_MANY.search(question) and _NUMBER.search(sentence):
-        bonus += config.count_bonus
-    return bonus
+    """Extra weight for a sentence stating the kind of fact the question asks for (``qa.kinds``)
+    beyond what the question says itself: a date for "when", a number for "how many", a name for
+    "who", a place for "where"."""
+    kind = asked_kind(question)
+    if kind is None or not states(kind, sentence, question):
+        return 0.0
+    return getattr(config, f"{kind}_bonus")
 
 
 def pick_quote(
@@ -50,7 +46,7 @@ def pick_quote(
     Sentences are scored by the share of the bigrams of the question's content words they contain,
     plus ``match.phrase_weight`` times their share of the question's character trigrams (bigrams and
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an answer-type cue
-    (dates for 'when', digits for 'how many'), plus ``config.char_share_weight`` times their share of
+    (``_cue_bonus``), plus ``config.char_share_weight`` times their share of
     the characters of the question's content words beyond the title's. When no sentence shares a word
     with the question beyond those of the ``title`` (an English question over Chinese text;
     "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。朱载圳贪婪蛮横…") and an ``embed``

@@ -17,6 +17,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from .config import MatchConfig, RerankConfig
+from .kinds import asked_kind, states
 from .schema import Document, Passage
 from .search import SentenceVectors, TitleIndex, minmax
 from .split import sentence_spans
@@ -76,6 +77,16 @@ def best_sentence_overlap(q_grams: frozenset[str], passage_text: str, q_trigrams
         return max(overlaps, default=0.0)
     phrases = sentence_overlaps(q_trigrams, sentence_trigrams(passage_text), match=match)
     return max(o + match.phrase_weight * p for o, p in zip(overlaps, phrases))
+
+
+def best_sentence(q_grams: frozenset[str], passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> str:
+    """The sentence of a passage holding the largest share of ``q_grams`` (the first on a tie)."""
+    spans = sentence_spans(passage_text)
+    if not spans:
+        return passage_text
+    overlaps = sentence_overlaps(q_grams, sentence_grams(passage_text), match=match)
+    s, e = spans[int(np.argmax(overlaps))]
+    return passage_text[s:e]
 
 
 def sentence_support(question: str, passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> float:
@@ -149,4 +160,32 @@ class Reranker:
         if named:
             fused += cfg.title_weight * np.array([self.passages[int(i)].doc_id in named for i in ids], dtype=np.float32)
         order = np.lexsort((ids, -fused))
-        return ids[order], fused[order]
+        return self.kind_first(question, ids[order], fused[order])
+
+    def kind_first(self, question: str, ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move up a passage that states the kind of fact asked for when the first does not.
+
+        For a question of a kind in ``kinds_first`` ("苏州是什么时候获批…?"), when the best sentence
+        of the first passage states none of that kind ("近日,工信部正式復函…": recently), the first
+        of the next ``kind_depth - 1`` passages whose best sentence does ("2021年11月,工信部正式复函…")
+        and says at least ``kind_min_support`` of the question, and no more than ``kind_support_gap`` less
+        than the first's, goes first, its score raised just above the first's."""
+        cfg = self.config
+        kind = asked_kind(question) if cfg.kind_depth > 1 and len(ids) > 1 else None
+        if kind not in cfg.kinds_first:
+            return ids, scores
+        q_grams = question_grams(question)
+        first_text = self.passages[int(ids[0])].text
+        if states(kind, best_sentence(q_grams, first_text, self.match), question):
+            return ids, scores
+        floor = max(cfg.kind_min_support,
+                    best_sentence_overlap(q_grams, first_text, match=self.match) - cfg.kind_support_gap)
+        for j in range(1, min(cfg.kind_depth, len(ids))):
+            text = self.passages[int(ids[j])].text
+            if states(kind, best_sentence(q_grams, text, self.match), question) \
+                    and best_sentence_overlap(q_grams, text, match=self.match) >= floor:
+                order = np.r_[j, np.arange(j), np.arange(j + 1, len(ids))]
+                scores = scores.copy()
+                scores[j] = scores[0] + 1e-3
+                return ids[order], scores[order]
+        return ids, scores

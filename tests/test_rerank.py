@@ -83,7 +83,7 @@ def test_rerank_adds_the_scaled_best_sentence_cosine(built_index):
     qvec = p.retriever.query_vector(REAL_QUESTION)
     ids = np.arange(len(p.passages))
     fused = np.zeros(len(ids), np.float32)
-    off = RerankConfig(sentence_weight=0.0, title_weight=0.0, sentence_dense_weight=0.0)
+    off = RerankConfig(sentence_weight=0.0, title_weight=0.0, sentence_dense_weight=0.0, kind_depth=1)
     on = dataclasses.replace(off, sentence_dense_weight=0.3)
     assert not p.with_config(Config(rerank=off)).reranker.rerank(REAL_QUESTION, ids, fused, qvec)[1].any()
     got_ids, got = p.with_config(Config(rerank=on)).reranker.rerank(REAL_QUESTION, ids, fused, qvec)
