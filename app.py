@@ -4,8 +4,9 @@
     python app.py --corpus DIR --index DIR --encoder hash --host 0.0.0.0 --port 8000
 
 The index is built on first run (progress is printed), then loaded once and shared
-read-only by every session. Each question is retrieved on its own: the history on
-screen is not sent back to the pipeline. Rendering lives in ``qa/render.py``.
+read-only by every session. A question is read with the earlier questions on screen
+(a follow-up); a 👍 / 👎 on a reply goes to the index's feedback file, and the chat
+downloads as Markdown (``qa/chat.py``). Rendering lives in ``qa/render.py``.
 
 The host and port are checked before gradio is imported and before the index loads,
 and whatever a client sends is bounded and checked before it costs anything (see
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from qa import Pipeline, QAError
 from qa import render as R
-from qa import api, chat
+from qa import api, chat, feedback
 from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
 from qa.pipeline import MAX_QUESTION_CHARS, PipelineHolder  # noqa: F401
 from qa.documents_view import UPLOAD_TYPES, DocumentHandlers, limits_note, render_documents, summary
@@ -79,6 +80,7 @@ li.qa-source .qa-cite { margin: 0; }
 .qa-notice { font-size: 0.85em; background: rgba(255, 160, 0, 0.12); border-radius: 4px; padding: 2px 8px; margin-bottom: 6px; }
 .qa-none { margin: 0 0 6px 0; }
 .qa-error { color: #b42318; }
+.qa-feedback-note { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .qa-doc { font-size: 0.95em; }
 .qa-doc-empty { color: var(--body-text-color-subdued); padding: 24px 8px; text-align: center; line-height: 1.8; }
 .qa-doc-heading { font-size: 0.78em; color: var(--body-text-color-subdued); }
@@ -181,14 +183,14 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
     with _blocks_class()(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
         gr.HTML(f"<h2>{R.esc(TITLE)}</h2>", elem_id="qa-header", js_on_load=None)
         head = gr.HTML(f"<p>{summary(holder.pipeline)}</p>", elem_id="qa-summary", js_on_load=None)
-        refs = gr.State([])
+        refs, pending = gr.State([]), gr.State(None)  # pending: the 👎 record a reason completes
         with gr.Row(equal_height=False):
             with gr.Column(scale=11, min_width=420):
                 chat = gr.Chatbot(
                     label="對話 / Chat", elem_id="qa-chat", height=560,
                     render_markdown=False,  # replies are escaped HTML built by qa.render
                     sanitize_html=True, latex_delimiters=[], allow_tags=False,
-                    buttons=["copy", "copy_all"], feedback_options=None, layout="bubble",
+                    buttons=["copy", "copy_all"], feedback_options=("Like", "Dislike"), layout="bubble",
                     examples=[{"text": q} for q in EXAMPLES],
                     placeholder="<b>提問 / Ask</b><br>問題可用簡體、繁體或英文。<br>Ask in Simplified or Traditional Chinese, or English.",
                 )
@@ -199,6 +201,12 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
                     )
                     ask = gr.Button("提問 / Ask", variant="primary", scale=1, min_width=110, size="md", elem_id="qa-ask")
                     clear = gr.Button("新對話 / New chat", variant="secondary", scale=1, min_width=150, size="md", elem_id="qa-clear")
+                with gr.Row(equal_height=True):
+                    reason = gr.Radio([(label, key) for key, label in feedback.REASONS.items()], value=None, visible=False,
+                                      label="👎 哪裡不對？/ What was wrong?", scale=5, elem_id="qa-reason")
+                    export = gr.DownloadButton("下載對話 / Download chat (.md)", value=None, interactive=False, scale=1,
+                                               min_width=200, size="md", elem_id="qa-export")
+                note = gr.HTML("", elem_id="qa-feedback-note", js_on_load=None)
                 with gr.Row(equal_height=True):
                     mode = gr.Radio([(MODE_LABELS[m], m) for m in MODES], value="hybrid", label="檢索方式 / Retrieval mode",
                                     scale=5, min_width=400, elem_id="qa-mode")
@@ -227,6 +235,9 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
         chat.example_select(h.respond_example, [chat, mode, k, refs], outputs, api_name=False)
         clear.click(h.clear, None, outputs, queue=False, api_name=False)
         chat.clear(h.clear, None, outputs, queue=False, api_name=False)
+        chat.like(h.rate, [chat], [reason, note, pending], api_name=False)
+        reason.input(h.give_reason, [reason, pending], [reason, note, pending], api_name=False)
+        chat.change(h.conversation_file, [chat], [export], api_name=False)
 
         def add_documents(files: list | None, progress=gr.Progress()):
             return d.upload(files, progress)

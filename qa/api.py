@@ -4,8 +4,9 @@ Plain functions from a decoded request body to a response body, so the HTTP laye
 ``ask`` returns what ``python -m qa ask --json`` prints (with ``understood_as`` for a follow-up read in
 context); ``chat_completion`` takes ``messages`` (the last user message is the question, the user
 messages before it its history), answers with the quote and its citation as the reply's content and
-the structured citations in ``citations``; ``chat_chunks`` gives the same as server-sent events. A bad
-body raises ``ApiError`` (an HTTP status and a message); ``error_body`` is its JSON.
+the structured citations in ``citations``; ``chat_chunks`` gives the same as server-sent events;
+``feedback`` appends a 👍 or 👎 on an answer to the index's feedback file (``qa.feedback``). A bad body
+raises ``ApiError`` (an HTTP status and a message); ``error_body`` is its JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import QAError
+from . import feedback as fb
+from . import store
+from .errors import FeedbackError, QAError
 from .pipeline import PipelineHolder
 from .schema import MODES, Answer
 
@@ -25,7 +28,8 @@ MAX_HISTORY = 20  # earlier questions one call may send (only the latest few are
 
 
 class ApiError(Exception):
-    """A request the API refuses: ``status`` (400, 422) and a message that says what to send."""
+    """A request the API refuses: ``status`` (400, 422; 500 when the feedback file cannot be written)
+    and a message that says what to send or fix."""
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -143,9 +147,29 @@ def chat_chunks(pipeline: Any, body: object) -> Iterator[str]:
     return gen()
 
 
+def feedback(pipeline: Any, body: object) -> dict:
+    """The ``/api/feedback`` response: the record appended to the index's feedback file. The body is the
+    ``/api/ask`` response rated (``question``, ``answer``, ``passages``, ``understood_as``) with the
+    ``history`` it was asked with, a ``verdict`` ("up", "down" or "withdrawn") and, with "down", a
+    ``reason`` or null. The answer must be this index's: its quote the text at its span."""
+    body = _object(body)
+    question, history, _, _ = ask_args({"question": body.get("question"), "history": body.get("history", [])})
+    reply = {k: body.get(k) for k in ("answer", "understood_as")} | {
+        "passages": body.get("passages", []), "index_version": store.index_version(pipeline.manifest)}
+    try:
+        rec = fb.record(question, history, body.get("verdict"), body.get("reason"), reply, pipeline.documents)
+    except FeedbackError as exc:
+        raise ApiError(str(exc)) from None
+    try:
+        fb.append(store.feedback_path(pipeline.index_dir), rec)
+    except QAError as exc:
+        raise ApiError(str(exc), 500) from None
+    return rec
+
+
 def routes(pipeline: Any) -> list:
-    """Starlette routes of ``POST /api/ask`` and ``POST /v1/chat/completions`` (``"stream": true``
-    streams), served in front of the app's own; every error is JSON with a message. ``pipeline``: a
+    """Starlette routes of ``POST /api/ask``, ``POST /api/feedback`` and ``POST /v1/chat/completions``
+    (``"stream": true`` streams), served in front of the app's own; every error is JSON with a message. ``pipeline``: a
     pipeline, or the ``PipelineHolder`` the app swaps after an upload (each request reads it once)."""
     holder = PipelineHolder.of(pipeline)
     from starlette.concurrency import run_in_threadpool
@@ -172,4 +196,8 @@ def routes(pipeline: Any) -> list:
     async def api_chat(request: Request) -> Any:
         return await call(request, chat_completion)
 
-    return [Route("/api/ask", api_ask, methods=["POST"]), Route("/v1/chat/completions", api_chat, methods=["POST"])]
+    async def api_feedback(request: Request) -> Any:
+        return await call(request, feedback)
+
+    return [Route("/api/ask", api_ask, methods=["POST"]), Route("/api/feedback", api_feedback, methods=["POST"]),
+            Route("/v1/chat/completions", api_chat, methods=["POST"])]

@@ -1,5 +1,8 @@
 """Chat: the event handlers of the chat window (``app.py``), around the pipeline a server answers from.
 
+Besides questions: a 👍 or 👎 on a reply is appended to the index's feedback file (``qa.feedback``),
+a 👎 then asks for a reason, and the conversation is offered as a Markdown file (``qa.transcript``).
+
 Gradio is imported by ``gradio()`` when the app is built, not at import, so that ``python app.py
 --help`` stays quick. The pipeline is read from a ``PipelineHolder`` once per question, so that after
 an upload or a removal (``qa.documents_view``) the next question is answered from the new index.
@@ -14,7 +17,7 @@ import threading
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import api
+from . import api, feedback, store, transcript
 from . import render as R
 from .errors import QAError, QuestionError
 from .pipeline import MAX_QUESTION_CHARS, Pipeline, PipelineHolder
@@ -30,6 +33,10 @@ EMPTY_QUESTION = "請輸入一個關於文件內容的問題。\nPlease type a q
 INTERNAL_ERROR = "出了點問題，請再試一次。\nSomething went wrong answering this question; please try again."
 WARM_WAIT_S = 60  # a question waits at most this long for the warm-up before answering anyway
 MAX_K = 10  # the most passages a question may ask for (the slider's end)
+NOT_RATED = "只有答案可以評分。/ Only answers can be rated."
+THANKS = {"up": "已記錄 👍，謝謝！/ Recorded 👍, thank you.", "withdrawn": "已收回評分。/ Rating taken back.",
+          "down": "已記錄 👎。哪裡不對？請在下方選擇原因。/ Recorded 👎. What was wrong? Pick a reason below.",
+          "reason": "已記錄原因 / Reason recorded: "}
 
 
 def gradio() -> ModuleType:
@@ -106,7 +113,8 @@ class ChatHandlers:
             return self._error(history, INTERNAL_ERROR, refs, notice)
         if notice and not answer.notice:
             answer = dataclasses.replace(answer, notice=notice)
-        history.append({"role": "assistant", "content": R.render_answer(answer, pipeline.document)})
+        shown = feedback.shown(answer, store.index_version(pipeline.manifest))  # kept in the reply, for its feedback
+        history.append({"role": "assistant", "content": R.render_answer(answer, pipeline.document, shown)})
         new_refs = R.source_refs(answer)
         choices = [(R.source_label(r), str(r["rank"])) for r in new_refs]
         if new_refs:
@@ -144,6 +152,52 @@ class ChatHandlers:
         """A new chat: empty history, no sources, placeholder panel."""
         return [], "", gr.update(choices=[], value=None), R.render_document_placeholder(), []
 
+    def rate(self, history: list | None, evt: gr.LikeData):
+        """A 👍 or 👎 clicked on a reply, or taken back: its record appended to the index's feedback file.
+        Returns (the reasons, shown after a 👎; a note; the 👎's record, which a reason completes)."""
+        liked = getattr(evt, "liked", None)
+        verdict = "up" if liked is True else "down" if liked is False else "withdrawn" if liked in ("", None) else None
+        index = getattr(evt, "index", None)
+        turn = next((t for t in transcript.turns(history or []) if t.reply == index and t.shown), None)
+        if turn is None or verdict is None:
+            return gr.update(visible=False, value=None), _note(NOT_RATED), None
+        try:
+            rec = self._save(turn.question, turn.history, verdict, None, turn.shown, check=True)
+        except QAError as exc:
+            return gr.update(visible=False, value=None), _note(str(exc), "error"), None
+        if verdict == "down":
+            return gr.update(visible=True, value=None), _note(THANKS["down"]), rec
+        return gr.update(visible=False, value=None), _note(THANKS[verdict]), None
+
+    def give_reason(self, reason: str | None, pending: dict | None):
+        """The reason picked after a 👎: the 👎's record again, with the reason (the later record counts).
+        Returns (the reasons, hidden again; a note; no pending record)."""
+        if not isinstance(pending, dict) or reason not in feedback.REASONS:
+            return gr.update(), gr.update(), pending
+        try:
+            self._save(pending["question"], pending["history"], "down", reason, pending, check=False)
+        except QAError as exc:
+            return gr.update(visible=False, value=None), _note(str(exc), "error"), None
+        return gr.update(visible=False, value=None), _note(f"{THANKS['reason']}{feedback.REASONS[reason]}"), None
+
+    def _save(self, question: str, history, verdict: str, reason: str | None, shown: dict, check: bool) -> dict:
+        """Append one record to the feedback file of the index answering now; ``check``: its answer
+        against that index's documents."""
+        pipeline = self.pipeline
+        rec = feedback.record(question, list(history), verdict, reason, shown, pipeline.documents if check else None)
+        feedback.append(store.feedback_path(pipeline.index_dir), rec)
+        return rec
+
+    @staticmethod
+    def conversation_file(history: list | None):
+        """The download button's update: the chat as a Markdown file (``qa.transcript``), or none yet."""
+        try:
+            path = transcript.write_markdown(history or [])
+        except OSError as exc:
+            log.warning("cannot write the conversation file: %s", exc)
+            path = None
+        return gr.update(value=None if path is None else str(path), interactive=path is not None)
+
     def ask(self, question: str, history: list[str] | None = None, k: int = 5, mode: Mode = "hybrid") -> dict:
         """Answer ``question`` (read with the earlier questions ``history``, oldest first) from the top
         ``k`` passages found by ``mode``: the JSON of ``POST /api/ask`` and ``python -m qa ask --json``."""
@@ -153,3 +207,8 @@ class ChatHandlers:
             return api.ask(self.pipeline, body)
         except api.ApiError as exc:
             raise gr.Error(html.escape(str(exc), quote=False), print_exception=False) from None
+
+
+def _note(text: str, kind: str = "info") -> str:
+    """A one-line note under the chat (after a rating), escaped."""
+    return f'<div class="qa-feedback-note qa-{kind}">{R.esc(text)}</div>'

@@ -1,4 +1,4 @@
-"""Command line: ``python -m qa build | ask | add | remove | docs | eval | export-model | bench``.
+"""Command line: ``python -m qa build | ask | add | remove | docs | eval | feedback export | export-model | bench``.
 
 A thin shell over ``Pipeline``: it parses arguments, shows progress, prints results,
 and turns every ``QAError`` into one line on stderr with a non-zero exit.
@@ -11,32 +11,16 @@ import dataclasses
 import json
 import os
 import sys
-import unicodedata
 from pathlib import Path
 
-from . import catalog, store
+from . import catalog, feedback, store
 from .config import Config, SplitConfig
 from .errors import IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
 from .pipeline import Pipeline
 from .report import write_report
 from .schema import MODES
-_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def inert(text: object) -> str:
-    """``text`` safe to print to a terminal: control characters (escape sequences, bells, carriage
-    returns) and bidirectional overrides are shown as ``\\xNN`` / ``\\uNNNN`` escapes, so a document
-    cannot clear the screen, retitle the window or disguise a link. Newlines and tabs are kept."""
-    out = []
-    for c in str(text):
-        if c in "\n\t" or (c.isprintable() and c not in _BIDI):
-            out.append(c)
-        elif unicodedata.category(c) in ("Zs",):
-            out.append(c)
-        else:
-            out.append(c.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
+from .text import inert
 
 
 def _progress_bar(enabled: bool):
@@ -224,6 +208,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """Turn the index's feedback file into an eval question file (and a file of lines to label)."""
+    source = args.feedback or store.feedback_path(args.index)
+    read = feedback.read(source)
+    for lineno, why in read.errors:
+        print(inert(f"{source}:{lineno}: skipped ({why})"), file=sys.stderr)
+    out = feedback.export(read.records)
+    to_label = args.to_label or args.out.with_name(f"{args.out.name.removesuffix('.jsonl')}.to-label.jsonl")
+    feedback.write_lines(args.out, out.questions)
+    feedback.write_lines(to_label, out.to_label)
+    unanswerable = sum(not q["answers"] for q in out.questions)
+    print(f"wrote {len(out.questions)} questions ({len(out.questions) - unanswerable} answerable, {unanswerable} "
+          f"unanswerable) from {len(read.records)} ratings to {args.out}; {len(out.to_label)} to label in {to_label}")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the bundled model as a sentence-transformers folder, or as an int8 ONNX folder."""
     from .exports import export_model
@@ -328,6 +328,19 @@ def make_parser() -> argparse.ArgumentParser:
     e.add_argument("--details", type=Path, default=None, help="write one JSON line per question and mode")
     e.add_argument("--report", type=Path, default=None, help="folder for report.md and charts")
     e.set_defaults(func=cmd_eval)
+
+    fb = sub.add_parser("feedback", help="use what users rated in the app or with POST /api/feedback")
+    fe = fb.add_subparsers(dest="action", required=True).add_parser(
+        "export", help="write the ratings as an eval question file for qa eval",
+        description="One line per question and history, the latest rating winning: a thumbs-up on an answer expects "
+                    "its quote from its document; a thumbs-up on a declined question, or a thumbs-down 'should have "
+                    "declined', makes an unanswerable question; any other thumbs-down is kept only when a thumbs-up on "
+                    "another answer tells the right one, else written to the to-label file with \"answers\": null.")
+    fe.add_argument("out", type=Path, metavar="FILE", help="the eval question file to write (.jsonl)")
+    fe.add_argument("--index", default="index", type=Path, help="index folder whose feedback.jsonl is read (default: index/)")
+    fe.add_argument("--feedback", default=None, type=Path, help="a feedback file to read instead of the index's")
+    fe.add_argument("--to-label", default=None, type=Path, help="where the lines to label go (default: FILE.to-label.jsonl)")
+    fe.set_defaults(func=cmd_feedback_export)
 
     x = sub.add_parser("export-model", help="write the bundled model as a sentence-transformers or int8 ONNX folder")
     x.add_argument("out_dir", type=Path)

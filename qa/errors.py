@@ -45,3 +45,7 @@ class IndexWriteError(QAError):
 
 class BenchError(QAError):
     """A bench setting or input that cannot work; the message says how to fix it."""
+
+
+class FeedbackError(QAError):
+    """A feedback record or feedback file that cannot be used; the message says which field and why."""

@@ -14,6 +14,7 @@ All offsets are character offsets into ``Document.text`` (absolute) or into
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -176,19 +177,25 @@ def render_notice(notice: str | None, understood_as: str | None = None) -> str:
     return out
 
 
-def render_answer(answer: Answer, documents: Callable[[str], Document] | None = None) -> str:
+def _data(shown: dict | None) -> str:
+    """``shown`` (what a reply showed, ``qa.feedback.shown``) as a ``data-shown`` attribute, or ''."""
+    return f' data-shown="{esc(json.dumps(shown, ensure_ascii=False))}"' if shown is not None else ""
+
+
+def render_answer(answer: Answer, documents: Callable[[str], Document] | None = None, shown: dict | None = None) -> str:
     """The assistant reply for one answer: quote in its passage, citation, other sources.
 
-    ``documents`` (e.g. ``pipeline.document``) supplies titles and dates for citations.
+    ``documents`` (e.g. ``pipeline.document``) supplies titles and dates for citations; ``shown`` is kept
+    in the reply (``reply_shown``), for its feedback and the Markdown transcript.
     """
     if answer.abstained or answer.best is None:
-        return render_abstain(answer, documents)
+        return render_abstain(answer, documents, shown)
     best = answer.best
     doc = _lookup(documents, best.passage.doc_id)
     q = answer.quote
     body = highlight(best.passage.text, [Span(q.start, q.end, "mark", "qa-hl")])
     return (
-        '<div class="qa-reply qa-answer">'
+        f'<div class="qa-reply qa-answer"{_data(shown)}>'
         + render_notice(answer.notice, answer.understood_as)
         + '<div class="qa-label">答案出處 / Answer from the documents</div>'
         + f'<blockquote class="qa-passage">{body}</blockquote>'
@@ -199,19 +206,20 @@ def render_answer(answer: Answer, documents: Callable[[str], Document] | None = 
     )
 
 
-def render_abstain(answer: Answer, documents: Callable[[str], Document] | None = None) -> str:
-    """The reply when nothing answers: a plain not-found line and the closest passages."""
-    shown, rest = answer.hits[:RELATED_SHOWN], answer.hits[RELATED_SHOWN:]
+def render_abstain(answer: Answer, documents: Callable[[str], Document] | None = None, shown: dict | None = None) -> str:
+    """The reply when nothing answers: a plain not-found line and the closest passages (``shown`` as in
+    ``render_answer``)."""
+    near, rest = answer.hits[:RELATED_SHOWN], answer.hits[RELATED_SHOWN:]
     related = ""
-    if shown:
-        items = "".join(_hit_item(h, _lookup(documents, h.passage.doc_id)) for h in shown)
+    if near:
+        items = "".join(_hit_item(h, _lookup(documents, h.passage.doc_id)) for h in near)
         related = (
             '<div class="qa-label">可能相關 / Possibly related</div>'
             f'<ol class="qa-source-list qa-related">{items}</ol>'
             + _sources(rest, documents, "其他來源 / More sources")
         )
     return (
-        '<div class="qa-reply qa-abstain">'
+        f'<div class="qa-reply qa-abstain"{_data(shown)}>'
         + render_notice(answer.notice, answer.understood_as)
         + '<p class="qa-none"><strong>文件中沒有找到答案。</strong> '
         "Not found in the documents.</p>"
@@ -228,21 +236,36 @@ def render_question(question: str) -> str:
 
 
 _ASKED = re.compile(r'^<div class="qa-q" data-q="([^"]*)">')
+_SHOWN = re.compile(r'^<div class="qa-reply qa-(?:answer|abstain)" data-shown="([^"]*)">')
+
+
+def message_html(message: object) -> str:
+    """The HTML of a chat message (a Gradio message dict), '' when it has none."""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, list):  # Gradio may send content back as parts: [{"type": "text", "text": ...}]
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content if isinstance(content, str) else ""
+
+
+def asked_question(message: object) -> str | None:
+    """The question of a user message ``render_question`` made, as typed; None for any other message."""
+    m = _ASKED.match(message_html(message)) if isinstance(message, dict) and message.get("role") == "user" else None
+    return html.unescape(m.group(1)) if m else None
 
 
 def asked_questions(history: list) -> list[str]:
     """The questions of a chat history (Gradio messages whose content ``render_question`` made), oldest first."""
-    out = []
-    for message in history:
-        if not isinstance(message, dict) or message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):  # Gradio may send content back as parts: [{"type": "text", "text": ...}]
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        m = _ASKED.match(content) if isinstance(content, str) else None
-        if m:
-            out.append(html.unescape(m.group(1)))
-    return out
+    return [q for q in map(asked_question, history) if q is not None]
+
+
+def reply_shown(message: object) -> dict | None:
+    """What an answer reply showed (the ``shown`` given to ``render_answer``), None for any other message."""
+    m = _SHOWN.match(message_html(message))
+    try:
+        data = json.loads(html.unescape(m.group(1))) if m else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def render_message(text: str, kind: str = "info") -> str:

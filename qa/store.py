@@ -16,6 +16,8 @@ Layout of an index folder::
                            (abstention's "does the corpus use this word"; up to
                            IndexConfig.char_grams_limit passages; absent from older indexes,
                            which make them on first use)
+      feedback.jsonl       what users said about answers (``qa.feedback``): beside the build
+                           folders, so a rebuild keeps it
 
 Only this module knows these names: the stages read and write the objects they hold.
 
@@ -62,6 +64,17 @@ from .text import CharGrams
 
 DOCUMENTS, PASSAGES, DENSE, LEXICAL, SENTENCES, GRAMS = (
     "documents.jsonl", "passages.jsonl", "dense.faiss", "bm25", "sentences", "chargrams.npy")
+FEEDBACK = "feedback.jsonl"
+
+
+def feedback_path(index_dir: str | Path) -> Path:
+    """The feedback file of an index: in the index folder, outside every build, so rebuilds keep it."""
+    return Path(index_dir) / FEEDBACK
+
+
+def index_version(manifest: dict) -> str:
+    """The version of an index a record can name: the build folder its manifest points at (one per build)."""
+    return str(manifest.get("build", ""))
 @contextlib.contextmanager
 def writing(index_dir: Path) -> Iterator[None]:
     """Turn a failed write under ``index_dir`` into an ``IndexWriteError`` that says how to fix it."""

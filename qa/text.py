@@ -271,3 +271,21 @@ def content_words(question: str, hmm_chars: int = 80) -> list[tuple[str, str]]:
         (w, f) for w, f in tagged_words(question, hmm_chars)
         if has_cjk(w) and w not in STOPWORDS and w not in _FRAME and f.startswith(_CONTENT_POS)
     ]
+
+
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def inert(text: object) -> str:
+    """``text`` safe to print to a terminal: control characters (escape sequences, bells, carriage
+    returns) and bidirectional overrides are shown as ``\\xNN`` / ``\\uNNNN`` escapes, so a document
+    cannot clear the screen, retitle the window or disguise a link. Newlines and tabs are kept."""
+    out = []
+    for c in str(text):
+        if c in "\n\t" or (c.isprintable() and c not in _BIDI):
+            out.append(c)
+        elif unicodedata.category(c) in ("Zs",):
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)

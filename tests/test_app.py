@@ -31,7 +31,7 @@ import gradio as gr  # noqa: E402
 import app  # noqa: E402
 from qa import Pipeline, QAError  # noqa: E402
 from qa import render as R  # noqa: E402
-from qa import serve  # noqa: E402
+from qa import feedback, serve  # noqa: E402
 from qa.schema import MODES, Answer, Block, Document, Hit, Passage, Quote  # noqa: E402
 
 PAYLOADS = [
@@ -260,8 +260,10 @@ def test_build_app_constructs(pipeline):
     assert chat[0].latex_delimiters == []
     assert "copy" in (chat[0].buttons or [])
     assert demo._queue is not None and (demo._queue.default_concurrency_limit or 0) > 1
-    radios = [b for b in demo.blocks.values() if isinstance(b, gr.Radio)]
-    assert [v for _, v in radios[0].choices] == list(MODES)  # the one list of modes, in its order
+    radios = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Radio)}
+    assert [v for _, v in radios["qa-mode"].choices] == list(MODES)  # the one list of modes, in its order
+    assert [v for _, v in radios["qa-reason"].choices] == list(feedback.REASONS) and not radios["qa-reason"].visible
+    assert chat[0].feedback_options == ("Like", "Dislike")  # 👍 / 👎 on each reply (a 👎 then shows the reasons)
     assert any(isinstance(b, gr.Slider) for b in demo.blocks.values())
     labels = [getattr(b, "value", "") for b in demo.blocks.values() if isinstance(b, gr.Button)]
     assert "提問 / Ask" in labels and "新對話 / New chat" in labels

@@ -271,3 +271,67 @@ def test_upload_answer_and_remove_a_document(upload_app, page, tmp_path):
     assert not (corpus / "長江概況.pdf").exists()
     assert "qa-abstain" in ask(page, PDF_QUESTION).get_attribute("class")
     assert_inert(page)
+
+
+# A question, then a pronoun follow-up the hash encoder answers right (evals/conversations c004). The
+# follow-up of issue 21, "它在2019年排名第几？", is declined by both encoders (left to retrieval).
+FIRST_QUESTION = "哪份白皮书评估了中国城市区块链发展水平？"
+FOLLOW_UP = "它显示苏州2021年排名第几？"
+
+
+@pytest.fixture(scope="module")
+def feedback_app(tmp_path_factory):
+    """The app on the real corpus with the hash encoder (quick to build), and its index folder."""
+    from qa import Pipeline
+
+    index = tmp_path_factory.mktemp("feedback") / "index"
+    demo, url = _serve(Pipeline.open(ROOT / "corpus", index, encoder="hash"))
+    yield url, index
+    demo.close()
+
+
+def test_rate_a_follow_up_down_with_a_reason_download_the_chat_then_export_and_eval(feedback_app, page, tmp_path):
+    import json
+
+    from conftest import run_qa
+
+    from qa import feedback, store
+
+    url, index = feedback_app
+    page.goto(url)
+    ask(page, FIRST_QUESTION)
+    reply = ask(page, FOLLOW_UP)
+    assert "qa-answer" in reply.get_attribute("class")
+    assert "躍升至2021年的第4名" in reply.locator("blockquote.qa-passage mark").inner_text()
+    assert "理解为 / Understood as:" in reply.locator(".qa-understood").inner_text()
+    note = page.locator("#qa-feedback-note")
+    # 👍 on the first answer
+    page.locator("#qa-chat button[aria-label='Like']").first.click()
+    page.wait_for_function("() => document.querySelector('#qa-feedback-note').textContent.includes('Recorded 👍')")
+    # 👎 on the follow-up asks for a reason; the reason is recorded with it
+    assert not page.locator("#qa-reason").is_visible()
+    page.locator("#qa-chat button[aria-label='Dislike']").nth(1).click()
+    page.locator("#qa-reason").get_by_text("Should have declined").click()
+    page.wait_for_function("() => document.querySelector('#qa-feedback-note').textContent.includes('Reason recorded')")
+    assert "Should have declined" in note.inner_text() and not page.locator("#qa-reason").is_visible()
+    records = feedback.read(store.feedback_path(index)).records
+    assert [(r["question"], r["history"], r["verdict"], r["reason"]) for r in records] == [
+        (FIRST_QUESTION, [], "up", None), (FOLLOW_UP, [FIRST_QUESTION], "down", None),
+        (FOLLOW_UP, [FIRST_QUESTION], "down", "should_have_declined")]
+    assert "第4名" in records[-1]["answer"]["quote"] and records[-1]["understood_as"]
+    assert records[-1]["index_version"].startswith("build-") and records[-1]["passages"]
+    # the chat downloads as Markdown with the quote and its citation
+    with page.expect_download() as download:
+        page.locator("#qa-export").click()
+    md = open(download.value.path(), encoding="utf-8").read()
+    assert f"## 2. {FOLLOW_UP}" in md and "Understood as:" in md and "第4名" in md
+    assert "`suzhou-blockchain-pilot-zone.zh-Hant.txt`, ¶ " in md and "characters " in md
+    # the ratings become an eval file that qa eval scores
+    out = tmp_path / "feedback.questions.jsonl"
+    res = run_qa("feedback", "export", out, "--index", index)
+    assert res.returncode == 0 and "wrote 2 questions (1 answerable, 1 unanswerable)" in res.stdout, res.stderr
+    res = run_qa("eval", out, "--index", index, "--json")
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout)["modes"]["hybrid"]
+    assert (m["n"], m["hit@1"], m["followup_n"], m["answered_wrongly"]) == (2, 1.0, 1, 1)
+    assert_inert(page)

@@ -85,3 +85,26 @@ def test_an_upload_may_pass_4_mib_and_nothing_else_may(server):
     assert status == 200 and json.loads(reply)[0].endswith("big.txt"), reply[:300]
     status, reply = _post(f"{base}/gradio_api/call/chat", body, "application/json")
     assert status == 413 and json.loads(reply)["error"].startswith("request body over 4 MiB refused")
+
+
+def test_feedback_posted_to_the_app_lands_beside_its_index(server):
+    from qa import feedback, store
+
+    base, index = server
+    path = store.feedback_path(index)
+    path.unlink(missing_ok=True)
+    try:
+        status, reply = _post(f"{base}/api/ask", json.dumps({"question": FOLLOW_UP, "history": [FIRST]}).encode(),
+                              "application/json")
+        assert status == 200, reply
+        rated = json.loads(reply) | {"history": [FIRST], "verdict": "down", "reason": "wrong_sentence"}
+        status, reply = _post(f"{base}/api/feedback", json.dumps(rated).encode(), "application/json")
+        assert status == 200, reply
+        assert feedback.read(path).records == [json.loads(reply)]
+        assert json.loads(reply)["understood_as"] == rated["understood_as"] and json.loads(reply)["history"] == [FIRST]
+        status, reply = _post(f"{base}/api/feedback", json.dumps(rated | {"reason": "rude"}).encode(), "application/json")
+        assert status == 400 and '"reason"' in json.loads(reply)["error"]["message"]
+        status, reply = _post(f"{base}/api/feedback", b"x" * (MAX_REQUEST_BYTES + 1), "application/json")
+        assert status == 413 and len(feedback.read(path).records) == 1
+    finally:
+        path.unlink(missing_ok=True)  # the module's index is shared: leave it as it was

@@ -175,6 +175,7 @@ async def _through_guard(path: str, size: int, guard_kwargs: dict) -> tuple[int,
     ("/gradio_api/upload", 8 * 1024 * 1024 + 1, 413),  # but not its own limit
     ("/gradio_api/call/chat", MAX_REQUEST_BYTES + 1, 413),  # every other route keeps 4 MiB
     ("/api/ask", MAX_REQUEST_BYTES + 1, 413),
+    ("/api/feedback", MAX_REQUEST_BYTES + 1, 413),
 ])
 def test_the_upload_route_has_its_own_request_limit(path, size, status):
     got, error = asyncio.run(_through_guard(path, size, {"upload_bytes": 8 * 1024 * 1024}))
