@@ -7,7 +7,6 @@ current index does not already hold (``previous_vectors``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -119,7 +118,7 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
     Returns what was written (without reading and hashing it back), the manifest and the report.
     """
     t0 = time.perf_counter()
-    read_settings = dataclasses.asdict(read)
+    read_settings = read.text_settings()
     ingest = load_corpus(corpus, read=read, progress=progress, reuse=store.read_extracted(index_dir, read_settings))
     report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
     if not ingest.documents:

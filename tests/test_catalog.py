@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_DOCS, write_corpus
 from test_readers import NEWS_HTML, make_docx
 
-import qa.ingest
 from qa.cli import main as cli_main
+from qa.readers.worker import ReaderProcess
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_an_unchanged_document_file_is_not_read_again_on_refresh(indexed, capsys
     (corpus / "news.html").write_text(NEWS_HTML, encoding="utf-8")
     assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
     calls = []
-    monkeypatch.setattr(qa.ingest, "read_html", lambda data: calls.append(data) or pytest.fail("read again"))
+    monkeypatch.setattr(ReaderProcess, "read", lambda self, rel, *a: calls.append(rel) or pytest.fail("read again"))
     (outside / "other.txt").write_text("另一份文件，讲的是别的事情。", encoding="utf-8")
     assert cli_main(["add", str(outside / "other.txt"), "--index", str(index), "--quiet"]) == 0
     capsys.readouterr()
