@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from qa import Pipeline, QAError
+from qa import Config, Pipeline, QAError
 from qa import render as R
 from qa import api, chat
 from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
@@ -204,7 +204,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
                                     scale=5, min_width=400, elem_id="qa-mode")
                     k = gr.Slider(1, MAX_K, value=5, step=1, label="段落數 k", scale=2, min_width=160, buttons=[], elem_id="qa-k")
                 with gr.Accordion("文件 / Documents: add, list, remove", open=False, elem_id="qa-docs"):
-                    gr.HTML(limits_note(), js_on_load=None)
+                    gr.HTML(limits_note(holder.pipeline.config), js_on_load=None)
                     files = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, type="filepath", height=110,
                                     label="加入文件 / Add documents (drag and drop)", elem_id="qa-upload")
                     status = gr.HTML("", elem_id="qa-status", js_on_load=None)
@@ -242,6 +242,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
         remove.click(remove_documents, [gone], shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
         reindex.click(reindex_documents, None, shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
         demo.load(lambda: gr.update(choices=[x.name for x in d.documents()]), None, [gone], api_name=False, queue=False)
+    demo.qa_config = holder.pipeline.config  # the upload limits the server enforces (qa.serve.GuardedBlocksMixin)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=64)
     return demo
 
@@ -261,6 +262,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help=f"address to listen on: {DEFAULT_HOST} (default, this machine only), 0.0.0.0 (every interface); "
                          "default $GRADIO_SERVER_NAME")
     ap.add_argument("--port", default=None, help=f"port, 1-65535 (default: $GRADIO_SERVER_PORT or {DEFAULT_PORT})")
+    ap.add_argument("--config", default=None, help="JSON file of settings to change, e.g. {\"upload\": {\"files\": 5}} (see qa/config.py)")
     args = ap.parse_args(argv)
     resolve_address(args)
     return args
@@ -302,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f"loading index {args.index!r} (corpus {args.corpus!r}; builds on first run)…", file=sys.stderr, flush=True)
     try:
-        pipeline = Pipeline.open(args.corpus, args.index, encoder=args.encoder, progress=_Progress())
-    except QAError as exc:
+        config = Config.load(args.config) if args.config else Config()
+        pipeline = Pipeline.open(args.corpus, args.index, encoder=args.encoder, progress=_Progress(), config=config)
+    except (QAError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
