@@ -18,7 +18,7 @@ from pathlib import Path
 from . import catalog, store
 from .build import BuildReport, Progress
 from .config import Config, SplitConfig, UploadConfig
-from .errors import CorpusError
+from .errors import CorpusError, EmptyCorpusError
 from .ingest import READ_SUFFIXES
 from .pipeline import Pipeline, PipelineHolder
 
@@ -110,8 +110,8 @@ def update(holder: PipelineHolder, add: Sequence[Path] = (), remove: Sequence[st
     checked against the live pipeline's ``config.upload`` limits.
 
     ``progress(stage, done, total)``: 'read', 'ocr', 'embed', 'index', then 'ready'. Raises ``CorpusError``
-    (nothing changed) when every document would be removed; a failed build removes the files it added
-    and leaves the live index as it was."""
+    (nothing changed) when the index would be left without a document; a failed build removes the files
+    it added, puts back the ones it removed and leaves the live index as it was."""
     with holder.lock:
         old = holder.pipeline
         corpus = corpus_folder(old)
@@ -119,20 +119,25 @@ def update(holder: PipelineHolder, add: Sequence[Path] = (), remove: Sequence[st
         ok, report.refused = check_uploads([Path(f) for f in add], old.config.upload)
         if add and not ok and not remove:
             return report  # nothing to copy: the index stays as it is
-        if remove and not ok and set(old.documents) <= set(remove):
-            raise CorpusError("the last documents of the index cannot be removed; add others first")
+        removal = catalog.remove_files(corpus, list(remove), adding=[f.name for f in ok]) if remove else None
         if progress:
             progress("read", 0, 1)
-        report.added = catalog.add_files(corpus, ok) if ok else []
-        report.removed = catalog.remove_files(corpus, list(remove)) if remove else []
         try:
+            report.added = catalog.add_files(corpus, ok) if ok else []
             new, report.build = Pipeline.build(corpus, old.index_dir, old.encoder, SplitConfig.of_index(old.manifest),
                                                progress, old.config)
-        except BaseException:
+        except BaseException as exc:
             for name, state in report.added:
                 if state == "added":
                     (corpus / name).unlink(missing_ok=True)
+            if removal:
+                removal.undo()
+                if isinstance(exc, EmptyCorpusError):
+                    raise CorpusError(removal.refusal(str(exc))) from None
             raise
+        if removal:
+            removal.commit()
+            report.removed = removal.names
         new.warm()
         holder.pipeline = new
         if progress:

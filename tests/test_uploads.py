@@ -99,9 +99,30 @@ def test_removing_a_document_declines_its_question_and_the_last_cannot_go(served
     report = uploads.update(holder, remove=["report.docx"])
     assert report.removed == ["report.docx"] and not (corpus / "report.docx").exists()
     assert _ask_api(holder, DOCX_QUESTION)["answer"] is None
-    with pytest.raises(CorpusError, match="last documents"):
+    live = holder.pipeline
+    with pytest.raises(CorpusError, match="not removed: they are the last documents of"):
         uploads.update(holder, remove=sorted(holder.pipeline.documents))
     assert sorted(p.name for p in corpus.iterdir()) == sorted(holder.pipeline.documents)
+    status, *_ = DocumentHandlers(holder).remove(sorted(holder.pipeline.documents))  # the app's remove button
+    assert "not removed: they are the last documents of" in status and "qa-error" in status
+    assert holder.pipeline is live and sorted(p.name for p in corpus.iterdir()) == sorted(live.documents)
+    (outside / "new.md").write_text("# 新\n\n一份新的文件，讲的是黄河。\n", encoding="utf-8")
+    report = uploads.update(holder, add=[outside / "new.md"], remove=sorted(live.documents))  # replaced in one go
+    assert sorted(holder.pipeline.documents) == ["new.md"] and sorted(report.removed) == sorted(live.documents)
+    assert sorted(p.name for p in corpus.iterdir()) == ["new.md"]
+
+
+def test_removing_the_last_readable_document_in_the_app_puts_it_back(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "river.txt").write_text("长江是中国最长的河流，全长约六千三百公里。", encoding="utf-8")
+    (corpus / "locked.pdf").write_bytes(LOCKED)
+    holder = PipelineHolder(Pipeline.build(corpus, tmp_path / "index", "hash")[0])
+    live = holder.pipeline
+    status, table, _, _ = DocumentHandlers(holder).remove(["river.txt"])
+    assert "river.txt not removed: the index would hold no documents" in status and "Traceback" not in status
+    assert holder.pipeline is live and sorted(p.name for p in corpus.iterdir()) == ["locked.pdf", "river.txt"]
+    assert "river.txt" in table and _ask_api(holder, "长江全长多少公里？")["answer"]["doc_id"] == "river.txt"
 
 
 def test_a_failed_build_leaves_the_live_index_and_the_corpus_as_they_were(served, monkeypatch, caplog):
@@ -118,6 +139,9 @@ def test_a_failed_build_leaves_the_live_index_and_the_corpus_as_they_were(served
     assert out[0] is None and "Updating the documents failed" in out[1] and "Traceback" not in out[1]
     assert holder.pipeline is before and sorted(p.name for p in corpus.iterdir()) == files
     assert "new.txt" not in out[2]
+    status, *_ = DocumentHandlers(holder).remove([files[0]])
+    assert "Updating the documents failed" in status
+    assert holder.pipeline is before and sorted(p.name for p in corpus.iterdir()) == files  # put back
 
 
 def test_the_documents_view_lists_warnings_and_reports_bad_uploads_in_one_line(served):
