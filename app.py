@@ -31,6 +31,7 @@ from qa import api, chat
 from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
 from qa.pipeline import MAX_QUESTION_CHARS, PipelineHolder  # noqa: F401
 from qa.documents_view import UPLOAD_TYPES, DocumentHandlers, limits_note, render_documents, summary
+from qa.page_image import PageHandlers
 from qa.schema import MODES
 from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser
 from qa.serve import gradio_env, listen_problem, resolve_address, serve
@@ -91,6 +92,7 @@ li.qa-source .qa-cite { margin: 0; }
 span.qa-cited { background: rgba(80, 160, 255, 0.14); border-bottom: 2px solid rgba(80, 160, 255, 0.6); }
 span.qa-dropped { color: #9aa0a6; }
 span.qa-struct { font-weight: 700; }
+.qa-page-note { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 4px 0; }
 """
 
 # Copy buttons copy a message's raw content, which here is HTML: copy its text instead.
@@ -177,7 +179,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
     enabled; call ``.launch()`` to serve); questions wait for ``warmed`` when given (``ChatHandlers``)."""
     _gradio()
     holder = PipelineHolder.of(pipeline)
-    h, d = ChatHandlers(holder, warmed), DocumentHandlers(holder)
+    h, d, pages = ChatHandlers(holder, warmed), DocumentHandlers(holder), PageHandlers(holder)
     with _blocks_class()(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
         gr.HTML(f"<h2>{R.esc(TITLE)}</h2>", elem_id="qa-header", js_on_load=None)
         head = gr.HTML(f"<p>{summary(holder.pipeline)}</p>", elem_id="qa-summary", js_on_load=None)
@@ -218,6 +220,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
                 pick = gr.Dropdown(choices=[], value=None, label="查看原文 / View source passage", interactive=True,
                                    elem_id="qa-pick")
                 panel = gr.HTML(R.render_document_placeholder(), elem_id="qa-doc", js_on_load=SCROLL_JS)
+                shown_page = gr.HTML("", visible=False, elem_id="qa-page", js_on_load=None)  # a cited PDF page
 
         outputs = [chat, box, pick, panel, refs]
         ask.click(h.respond, [box, chat, mode, k, refs], outputs, api_name="chat")
@@ -237,6 +240,8 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
         def reindex_documents(progress=gr.Progress()):
             return d.reindex(progress)
 
+        refs.change(pages.show, [pick, refs], [shown_page], api_name=False)  # a new answer: its first passage's page
+        pick.input(pages.show, [pick, refs], [shown_page], api_name=False)
         shown = [status, table, gone, head]
         files.upload(add_documents, [files], [files, *shown], api_name=False, concurrency_limit=1, concurrency_id="docs")
         remove.click(remove_documents, [gone], shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
