@@ -100,7 +100,7 @@ def render_page(data: bytes, doc: Document, quote: tuple[int, int], passage: tup
     try:
         page = pdf[index]
         w, h = page.get_size()
-        scale = min(width / w, (MAX_PIXELS / (w * h)) ** 0.5)
+        scale = min((width - 0.5) / w, (MAX_PIXELS / (w * h)) ** 0.5)  # PDFium rounds the pixels up
         bitmap = page.render(scale=scale)
         image = bitmap.to_pil().convert("RGBA")
         conv = bitmap.get_posconv(page)
