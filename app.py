@@ -26,12 +26,13 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from qa import Pipeline, QAError
+from qa import Config, Pipeline, QAError
 from qa import render as R
 from qa import api, chat, feedback
 from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
 from qa.pipeline import MAX_QUESTION_CHARS, PipelineHolder  # noqa: F401
 from qa.documents_view import UPLOAD_TYPES, DocumentHandlers, limits_note, render_documents, summary
+from qa.page_image import PageHandlers
 from qa.schema import MODES
 from qa.serve import DEFAULT_HOST, DEFAULT_PORT, GuardedBlocksMixin, OneLineParser
 from qa.serve import gradio_env, listen_problem, resolve_address, serve
@@ -93,6 +94,7 @@ li.qa-source .qa-cite { margin: 0; }
 span.qa-cited { background: rgba(80, 160, 255, 0.14); border-bottom: 2px solid rgba(80, 160, 255, 0.6); }
 span.qa-dropped { color: #9aa0a6; }
 span.qa-struct { font-weight: 700; }
+.qa-page-note { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 4px 0; }
 """
 
 # Copy buttons copy a message's raw content, which here is HTML: copy its text instead.
@@ -179,7 +181,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
     enabled; call ``.launch()`` to serve); questions wait for ``warmed`` when given (``ChatHandlers``)."""
     _gradio()
     holder = PipelineHolder.of(pipeline)
-    h, d = ChatHandlers(holder, warmed), DocumentHandlers(holder)
+    h, d, pages = ChatHandlers(holder, warmed), DocumentHandlers(holder), PageHandlers(holder)
     with _blocks_class()(title="文件問答 Document Q&A", analytics_enabled=False) as demo:
         gr.HTML(f"<h2>{R.esc(TITLE)}</h2>", elem_id="qa-header", js_on_load=None)
         head = gr.HTML(f"<p>{summary(holder.pipeline)}</p>", elem_id="qa-summary", js_on_load=None)
@@ -212,7 +214,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
                                     scale=5, min_width=400, elem_id="qa-mode")
                     k = gr.Slider(1, MAX_K, value=5, step=1, label="段落數 k", scale=2, min_width=160, buttons=[], elem_id="qa-k")
                 with gr.Accordion("文件 / Documents: add, list, remove", open=False, elem_id="qa-docs"):
-                    gr.HTML(limits_note(), js_on_load=None)
+                    gr.HTML(limits_note(holder.pipeline.config), js_on_load=None)
                     files = gr.File(file_count="multiple", file_types=UPLOAD_TYPES, type="filepath", height=110,
                                     label="加入文件 / Add documents (drag and drop)", elem_id="qa-upload")
                     status = gr.HTML("", elem_id="qa-status", js_on_load=None)
@@ -226,6 +228,7 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
                 pick = gr.Dropdown(choices=[], value=None, label="查看原文 / View source passage", interactive=True,
                                    elem_id="qa-pick")
                 panel = gr.HTML(R.render_document_placeholder(), elem_id="qa-doc", js_on_load=SCROLL_JS)
+                shown_page = gr.HTML("", visible=False, elem_id="qa-page", js_on_load=None)  # a cited PDF page
 
         outputs = [chat, box, pick, panel, refs]
         ask.click(h.respond, [box, chat, mode, k, refs], outputs, api_name="chat")
@@ -248,11 +251,14 @@ def build_app(pipeline: Pipeline | PipelineHolder, warmed: threading.Event | Non
         def reindex_documents(progress=gr.Progress()):
             return d.reindex(progress)
 
+        refs.change(pages.show, [pick, refs], [shown_page], api_name=False)  # a new answer: its first passage's page
+        pick.input(pages.show, [pick, refs], [shown_page], api_name=False)
         shown = [status, table, gone, head]
         files.upload(add_documents, [files], [files, *shown], api_name=False, concurrency_limit=1, concurrency_id="docs")
         remove.click(remove_documents, [gone], shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
         reindex.click(reindex_documents, None, shown, api_name=False, concurrency_limit=1, concurrency_id="docs")
         demo.load(lambda: gr.update(choices=[x.name for x in d.documents()]), None, [gone], api_name=False, queue=False)
+    demo.qa_config = holder.pipeline.config  # the upload limits the server enforces (qa.serve.GuardedBlocksMixin)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=64)
     return demo
 
@@ -272,6 +278,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help=f"address to listen on: {DEFAULT_HOST} (default, this machine only), 0.0.0.0 (every interface); "
                          "default $GRADIO_SERVER_NAME")
     ap.add_argument("--port", default=None, help=f"port, 1-65535 (default: $GRADIO_SERVER_PORT or {DEFAULT_PORT})")
+    ap.add_argument("--config", default=None, help="JSON file of settings to change, e.g. {\"upload\": {\"files\": 5}} (see qa/config.py)")
     args = ap.parse_args(argv)
     resolve_address(args)
     return args
@@ -313,8 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f"loading index {args.index!r} (corpus {args.corpus!r}; builds on first run)…", file=sys.stderr, flush=True)
     try:
-        pipeline = Pipeline.open(args.corpus, args.index, encoder=args.encoder, progress=_Progress())
-    except QAError as exc:
+        config = Config.load(args.config) if args.config else Config()
+        pipeline = Pipeline.open(args.corpus, args.index, encoder=args.encoder, progress=_Progress(), config=config)
+    except (QAError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,6 @@ current index does not already hold (``previous_vectors``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from . import store
 from .abstain import corpus_grams
 from .config import IndexConfig, ReadConfig, SplitConfig
 from .encode import Encoder
-from .errors import CorpusError, EncoderError
+from .errors import EmptyCorpusError, EncoderError
 from .ingest import READ_SUFFIXES, load_corpus
 from .schema import Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors
@@ -119,12 +118,12 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
     Returns what was written (without reading and hashing it back), the manifest and the report.
     """
     t0 = time.perf_counter()
-    read_settings = dataclasses.asdict(read)
+    read_settings = read.text_settings()
     ingest = load_corpus(corpus, read=read, progress=progress, reuse=store.read_extracted(index_dir, read_settings))
     report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
     if not ingest.documents:
         why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(READ_SUFFIXES)} files"
-        raise CorpusError(f"nothing to index in {str(corpus)!r} ({why})")
+        raise EmptyCorpusError(f"nothing to index in {str(corpus)!r} ({why})")
     passages = split_documents(ingest.documents, split)
     texts = [embed_text(p, config.embed_title) for p in passages]
     sentences = [embed_sentences(p) for p in passages]

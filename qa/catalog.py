@@ -1,8 +1,9 @@
 """Catalog: what an index holds, document by document, and adding or removing corpus files.
 
 ``list_documents`` reads only the manifest, ``documents.jsonl`` and ``passages.jsonl`` (no vectors,
-no encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` deletes them; the
-caller then rebuilds, which embeds only passages the index does not already hold.
+no encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` sets them aside; the
+caller then rebuilds, which embeds only passages the index does not already hold, and deletes the
+set-aside files once the new index is written (or puts them back when the build fails).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import store
 from .errors import CorpusError
 from .files import NotRegularFileError, open_regular
-from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED
+from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED, iter_corpus_files
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,34 @@ def add_files(corpus: Path, files: list[Path]) -> list[tuple[str, str]]:
     return done
 
 
-def remove_files(corpus: Path, names: list[str]) -> list[str]:
-    """Delete the named files (paths relative to the corpus folder, as ``docs`` lists them) and their
-    ``NAME.meta.json`` sidecars; every name is checked before any is deleted."""
+@dataclass
+class Removal:
+    """Files ``remove_files`` set aside: hidden in their folder (a scan skips hidden names) until
+    ``commit`` deletes them once the index without them is built, or ``undo`` puts them back."""
+
+    names: list[str]
+    moved: list[tuple[Path, Path]]  # (the file, its hidden name)
+
+    def commit(self) -> None:
+        """Delete the set-aside files."""
+        for _, hidden in self.moved:
+            hidden.unlink(missing_ok=True)
+
+    def undo(self) -> None:
+        """Put the set-aside files back where they were."""
+        for path, hidden in reversed(self.moved):
+            os.replace(hidden, path)
+
+    def refusal(self, why: str) -> str:
+        """The one line when the index without these files would be empty (``why``: what the build said)."""
+        return (f"{', '.join(self.names)} not removed: the index would hold no documents ({why}); "
+                f"an index needs one, so add others first")
+
+
+def remove_files(corpus: Path, names: list[str], adding: Sequence[str] = ()) -> Removal:
+    """Set aside the named files (paths relative to the corpus folder, as ``docs`` lists them) and their
+    ``NAME.meta.json`` sidecars; every name is checked before any is moved, and removing every file
+    the corpus holds (``adding``: names about to be copied in) is refused: an index needs a document."""
     real_root = os.path.realpath(corpus)
     paths = []
     for name in names:
@@ -108,7 +135,19 @@ def remove_files(corpus: Path, names: list[str]) -> list[str]:
         if not os.path.isfile(path):
             raise CorpusError(f"no file {name!r} in the corpus {str(corpus)!r}; python -m qa docs lists them")
         paths.append(path)
-    for path in paths:
-        path.unlink()
-        path.with_name(path.name + SIDECAR_SUFFIX).unlink(missing_ok=True)
-    return names
+    gone = {Path(os.path.normpath(n)).as_posix() for n in names}
+    if not set(adding) - gone and all(rel in gone for rel, path, _ in iter_corpus_files(corpus) if path is not None):
+        raise CorpusError(f"{', '.join(names)} not removed: they are the last documents of {str(corpus)!r} and an "
+                          f"index needs one; add others first (python -m qa add FILE)")
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in paths:
+            for p in (path, path.with_name(path.name + SIDECAR_SUFFIX)):
+                if p.exists():
+                    hidden = p.with_name(f".{p.name}.{uuid.uuid4().hex[:6]}.removed")
+                    os.replace(p, hidden)
+                    moved.append((p, hidden))
+    except OSError as exc:
+        Removal(names, moved).undo()
+        raise CorpusError(f"{str(path)!r} cannot be removed ({exc.strerror or exc}); nothing was removed") from None
+    return Removal(list(names), moved)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import catalog, feedback, store
 from .config import Config, SplitConfig
-from .errors import IndexMissingError, QAError
+from .errors import CorpusError, EmptyCorpusError, IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
 from .pipeline import Pipeline
 from .report import write_report
@@ -150,11 +150,20 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    """Delete files from the index's corpus folder and refresh the index."""
+    """Delete files from the index's corpus folder and refresh the index; the files stay when the build fails."""
     args.corpus = _corpus_folder(args)
-    for name in catalog.remove_files(args.corpus, args.names):
+    removal = catalog.remove_files(args.corpus, args.names)
+    try:
+        status = cmd_build(args)
+    except BaseException as exc:
+        removal.undo()  # the files stay as long as the index holds them
+        if isinstance(exc, EmptyCorpusError):
+            raise CorpusError(removal.refusal(str(exc))) from None
+        raise
+    removal.commit()
+    for name in removal.names:
         print(inert(f"removed {name}"), file=sys.stderr)
-    return cmd_build(args)
+    return status
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

@@ -50,7 +50,10 @@ class ReadConfig:
     is read by OCR (RapidOCR, about 9 s a page on two cores), rendered at ``ocr_dpi``; with ``ocr``
     off such a page is left out with a warning. ``max_pages``: pages read of one PDF. A page holding
     an image of more than ``max_image_pixels`` pixels is not rendered (left out, with a warning); a
-    .docx whose parts unzip to more than ``max_unzipped_bytes`` is skipped (a zip bomb).
+    .docx whose parts unzip to more than ``max_unzipped_bytes`` is skipped (a zip bomb). ``timeout_s``:
+    a file (other than .txt / .md) is read in a child process, stopped and skipped when it works this
+    long without finishing the file or a page of OCR (a PDF that hangs PDFium); 0 reads in process,
+    without a limit.
     """
 
     ocr: bool = True
@@ -60,6 +63,32 @@ class ReadConfig:
     max_pages: int = 2000
     max_image_pixels: int = 40_000_000
     max_unzipped_bytes: int = 256 * 1024 * 1024
+    timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s >= 0:
+            raise ValueError(f"read.timeout_s={self.timeout_s!r}; expected 0 (no limit) or more seconds")
+
+    def text_settings(self) -> dict:
+        """The settings that decide the text a file gives (all but ``timeout_s``): an index records
+        them, and a rebuild with other values reads every file again."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "timeout_s"}
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """What one upload in the app may hold (``qa.uploads``): at most ``files`` files of at most
+    ``file_bytes`` bytes each and ``total_bytes`` in all; the server refuses the rest, each with why.
+    (A corpus file over 64 MiB is skipped by the build whatever these say.)"""
+
+    files: int = 20
+    file_bytes: int = 64 * 1024 * 1024
+    total_bytes: int = 128 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("files", "file_bytes", "total_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"upload.{name}={getattr(self, name)!r}; expected 1 or more")
 
 
 @dataclass(frozen=True)
@@ -195,8 +224,8 @@ class ConversationConfig:
     margin: float = 0.0
 
 
-_SECTIONS = {"read": ReadConfig, "split": SplitConfig, "index": IndexConfig, "question": QuestionConfig, "search": SearchConfig,
-             "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig,
+_SECTIONS = {"read": ReadConfig, "upload": UploadConfig, "split": SplitConfig, "index": IndexConfig,
+             "question": QuestionConfig, "search": SearchConfig, "match": MatchConfig, "rerank": RerankConfig, "abstain": AbstainConfig, "quote": QuoteConfig,
              "conversation": ConversationConfig}
 
 
@@ -206,6 +235,7 @@ class Config:
     built; the rest when questions are asked."""
 
     read: ReadConfig = field(default_factory=ReadConfig)
+    upload: UploadConfig = field(default_factory=UploadConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     question: QuestionConfig = field(default_factory=QuestionConfig)

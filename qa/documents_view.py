@@ -14,10 +14,11 @@ from typing import Any
 
 from . import catalog
 from . import render as R
+from .config import Config
 from .errors import QAError
 from .ingest import READ_SUFFIXES
 from .pipeline import Pipeline, PipelineHolder
-from .uploads import LIMITS, MIB, UploadLimits, stage_label, update
+from .uploads import MIB, stage_label, update
 
 log = logging.getLogger("qa.app")
 
@@ -34,12 +35,12 @@ def summary(pipeline: Pipeline) -> str:
     )
 
 
-def limits_note(limits: UploadLimits = LIMITS) -> str:
-    """What may be uploaded, as HTML for the documents view."""
-    kinds = " ".join(READ_SUFFIXES)
+def limits_note(config: Config) -> str:
+    """What may be uploaded under ``config`` (``upload.*``, ``read.max_pages``), as HTML for the documents view."""
+    kinds, up = " ".join(READ_SUFFIXES), config.upload
     return (f'<p class="qa-limits">可拖入多個檔案 Drop or pick several files ({R.esc(kinds)}) · '
-            f'{limits.files} 個以內 at most {limits.files} files, {limits.file_bytes / MIB:g} MiB each, '
-            f'{limits.total_bytes / MIB:g} MiB in all · PDF: first {limits.pages} pages read</p>')
+            f'{up.files} 個以內 at most {up.files} files, {up.file_bytes / MIB:g} MiB each, '
+            f'{up.total_bytes / MIB:g} MiB in all · PDF: first {config.read.max_pages} pages read</p>')
 
 
 def _size(n: int | None) -> str:
@@ -71,9 +72,8 @@ def render_status(lines: Sequence[str], kind: str = "info") -> str:
 class DocumentHandlers:
     """The documents view's handlers, around the ``PipelineHolder`` the chat shares."""
 
-    def __init__(self, holder: PipelineHolder, limits: UploadLimits = LIMITS):
+    def __init__(self, holder: PipelineHolder):
         self.holder = holder
-        self.limits = limits
 
     def documents(self) -> list[catalog.DocInfo]:
         """Every file of the live index's corpus, as ``python -m qa docs`` lists them."""
@@ -95,7 +95,7 @@ class DocumentHandlers:
                 progress((done, max(total, 1)), desc=stage_label(stage))
 
         try:
-            lines = update(self.holder, progress=tick, limits=self.limits, **change).lines()
+            lines = update(self.holder, progress=tick, **change).lines()
             failed = any(line.startswith("✗") for line in lines)
             return self.view(render_status(lines or ["沒有變更 nothing changed"], "error" if failed else "info"))
         except QAError as exc:

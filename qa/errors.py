@@ -11,6 +11,10 @@ class CorpusError(QAError):
     """The corpus could not be read or holds nothing indexable."""
 
 
+class EmptyCorpusError(CorpusError):
+    """The corpus holds no document that can be indexed (an index needs one)."""
+
+
 class IndexMissingError(QAError):
     """No index exists where one was expected."""
 

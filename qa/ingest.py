@@ -5,8 +5,8 @@ GB18030/GBK, Big5); nothing is re-encoded or normalised, so every offset we stor
 points at the characters a user sees when they open the file.
 
 A folder scan reads the regular files ending in ``READ_SUFFIXES`` in every subfolder: text files
-are decoded, PDF, Word and web-page files are read by ``qa.readers`` (their extracted text is what is
-stored and quoted, page starts recorded for a PDF). A subfolder's README.md is a document like any
+are decoded, PDF, Word and web-page files are read by ``qa.readers`` in a child process, each within
+``read.timeout_s`` (their extracted text is what is stored and quoted, page starts recorded for a PDF). A subfolder's README.md is a document like any
 other. The scan reports every other file
 or folder it skips in ``IngestReport.skipped``, with the reason. It never opens a FIFO
 (that blocks) or reads a device (``/dev/zero`` never ends), reads at most
@@ -33,8 +33,8 @@ from .clean import clean_document
 from .config import ReadConfig
 from .errors import CorpusError
 from .files import NotRegularFileError, decode_line, iter_lines, open_regular, outside_link, read_limited
-from .readers import Extracted, read_docx, read_html, read_pdf
 from .readers.extract import Progress
+from .readers.worker import ReaderProcess
 from .schema import Document
 from .text import plausibility
 
@@ -243,21 +243,6 @@ def _sources(p: Path, follow_links: bool, on_file: Callable[[str], None] | None 
         yield rel, SourceFile(problem=reason) if path is None else read_source(path, real_root)
 
 
-def extract(rel: str, data: bytes, read: ReadConfig = ReadConfig(), progress: Progress | None = None) -> Extracted:
-    """The text of a PDF, Word or web-page file by its suffix; ``CorpusError`` saying why it cannot be read."""
-    suffix = Path(rel).suffix.lower()
-    try:
-        if suffix == ".pdf":
-            return read_pdf(data, read, progress)
-        if suffix == ".docx":
-            return read_docx(data, read)
-        return read_html(data)
-    except CorpusError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a damaged file is skipped with a reason, never a traceback
-        raise CorpusError(f"cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
-
-
 Reuse = Mapping[str, tuple[str, Document, list[str]]]  # file name -> (its hash then, its document, its warnings)
 
 
@@ -268,34 +253,35 @@ def read_corpus(root: str | Path, on_file: Callable[[str], None] | None = None, 
     skipped. ``progress("ocr", done, total)`` is called while a PDF's pages are read by OCR. A PDF, Word or
     web-page file whose hash is the one ``reuse`` holds for it is not read again: its document is reused."""
     report = IngestReport()
-    for rel, src in _sources(Path(root), follow_links, on_file):
-        if src.hash is not None:
-            report.hashes[rel] = src.hash
-        old = (reuse or {}).get(rel)
-        if old and src.problem is None and old[0] == src.hash and rel.lower().endswith(DOCUMENT_SUFFIXES):
-            report.documents.append(old[1])
-            report.warnings += [(rel, w) for w in old[2]]
-            continue
-        got = None
-        try:
-            if src.problem or src.data is None:
-                raise CorpusError(src.problem or "not read")
-            if rel.lower().endswith(TEXT_SUFFIXES):
-                text, encoding = decode_bytes(src.data)
-            else:
-                got = extract(rel, src.data, read, progress)
-                text, encoding = got.text, got.kind
-        except CorpusError as exc:
-            report.skipped.append((rel, str(exc)))
-            continue
-        meta = src.meta if isinstance(src.meta, dict) else {}
-        if isinstance(src.meta, str):
-            report.warnings.append((rel, src.meta))
-        if got is not None:
-            report.warnings += [(rel, w) for w in got.warnings]
-        add_document(report, rel, text, encoding, fallback_title=title_from_path(rel),
-                     title=meta.get("title") or (got and got.title), date=meta.get("date") or (got and got.date),
-                     source=meta.get("source"), pages=got.pages if got else (), known=got.known if got else None)
+    with ReaderProcess(read.timeout_s) as reader:  # started by the first file that needs it
+        for rel, src in _sources(Path(root), follow_links, on_file):
+            if src.hash is not None:
+                report.hashes[rel] = src.hash
+            old = (reuse or {}).get(rel)
+            if old and src.problem is None and old[0] == src.hash and rel.lower().endswith(DOCUMENT_SUFFIXES):
+                report.documents.append(old[1])
+                report.warnings += [(rel, w) for w in old[2]]
+                continue
+            got = None
+            try:
+                if src.problem or src.data is None:
+                    raise CorpusError(src.problem or "not read")
+                if rel.lower().endswith(TEXT_SUFFIXES):
+                    text, encoding = decode_bytes(src.data)
+                else:
+                    got = reader.read(rel, src.data, read, progress)
+                    text, encoding = got.text, got.kind
+            except CorpusError as exc:
+                report.skipped.append((rel, str(exc)))
+                continue
+            meta = src.meta if isinstance(src.meta, dict) else {}
+            if isinstance(src.meta, str):
+                report.warnings.append((rel, src.meta))
+            if got is not None:
+                report.warnings += [(rel, w) for w in got.warnings]
+            add_document(report, rel, text, encoding, fallback_title=title_from_path(rel),
+                         title=meta.get("title") or (got and got.title), date=meta.get("date") or (got and got.date),
+                         source=meta.get("source"), pages=got.pages if got else (), known=got.known if got else None)
     return report
 
 

@@ -4,36 +4,34 @@ Three pieces, each ready before gradio is imported (gradio is imported only wher
 ``python app.py --help`` is quick and a bad address is found before gradio reads it):
 
 - ``RequestGuard``: ASGI middleware that refuses a body over ``MAX_REQUEST_BYTES`` (an upload: over
-  ``UPLOAD_REQUEST_BYTES``) with a JSON 413 before anything parses it, and turns an exception a route lets escape into a JSON 400 and one
-  log line instead of uvicorn's traceback.
+  ``upload.total_bytes`` + ``UPLOAD_FRAMING``) with a JSON 413 before anything parses it, and turns an
+  exception a route lets escape into a JSON 400 and one log line instead of uvicorn's traceback.
 - ``request_problem`` and ``GuardedBlocksMixin``: a call of the API with malformed inputs (a
   missing input, a number for the question, a string for k) gets a clear ``gr.Error`` and one log
   line, never Gradio's traceback.
-- ``OneLineParser``, ``resolve_address``, ``listen_problem`` and ``gradio_env``: the host and
-  port (flags, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT) checked by binding them, before gradio
-  is imported (it reads GRADIO_SERVER_PORT at import and fails on a bad value with a traceback);
-  a bad one is a one-line ``error: ...`` and exit status 2. ``serve`` then serves until
-  interrupted.
+- ``OneLineParser``, ``resolve_address``, ``listen_problem`` and ``gradio_env`` (``qa.address``, re-exported
+  here): the host and port checked by binding them, before gradio is imported; a bad one is a one-line
+  ``error: ...`` and exit status 2. ``serve`` then serves until interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import html
 import inspect
 import json
 import logging
 import math
-import os
-import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any
 
+from .address import DEFAULT_HOST, DEFAULT_PORT, OneLineParser, gradio_env, listen_problem  # noqa: F401
+from .address import port_number, resolve_address, usage_error  # noqa: F401 - the app imports them from here
+from .config import Config
 from .pipeline import MAX_QUESTION_CHARS
-from .uploads import LIMITS
+from .uploads import describe_limits
 
 log = logging.getLogger("qa.app")  # the app's log: its lines all under one name, wherever made
 
@@ -41,11 +39,8 @@ log = logging.getLogger("qa.app")  # the app's log: its lines all under one name
 # history with each question (about 5 kB an exchange), so this allows several hundred exchanges.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 UPLOAD_PATHS = ("/gradio_api/upload",)  # Gradio's upload route: its own limit, the files of one upload and their framing
-UPLOAD_REQUEST_BYTES = LIMITS.total_bytes + 1024 * 1024
+UPLOAD_FRAMING = 1024 * 1024  # an upload's request: upload.total_bytes of files plus their multipart framing
 DRAIN_BYTES = 64 * 1024 * 1024  # a refused body is read and dropped up to this size, so the client sees the 413
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
-HOST_EXAMPLES = f"an address of this machine, e.g. {DEFAULT_HOST} (this machine only) or 0.0.0.0 (every interface)"
 SHORT_REPR = 60  # characters of a bad value quoted in an error message
 
 
@@ -138,13 +133,15 @@ class GuardedBlocksMixin:
     a call with malformed inputs."""
 
     def launch(self, *args: Any, **kwargs: Any) -> Any:
-        """``gr.Blocks.launch`` with ``RequestGuard`` added to the app's middleware."""
+        """``gr.Blocks.launch`` with ``RequestGuard`` added to the app's middleware, its upload limits
+        those of the ``qa_config`` attribute (a ``Config``; the defaults without one)."""
         from starlette.middleware import Middleware
 
+        config = getattr(self, "qa_config", None) or Config()
         app_kwargs = dict(kwargs.get("app_kwargs") or {})
-        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(RequestGuard)]
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(RequestGuard, config=config)]
         kwargs["app_kwargs"] = app_kwargs
-        kwargs.setdefault("max_file_size", LIMITS.file_bytes)  # Gradio's own check of each uploaded file
+        kwargs.setdefault("max_file_size", config.upload.file_bytes)  # Gradio's own check of each uploaded file
         return super().launch(*args, **kwargs)  # type: ignore[misc]
 
     async def process_api(self, block_fn: Any, inputs: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -184,14 +181,17 @@ Send = Callable[[dict], Awaitable[None]]
 class RequestGuard:
     """ASGI middleware in front of Gradio's routes.
 
-    A request body over ``max_bytes`` (to ``upload_paths``: over ``upload_bytes``) gets a JSON 413
+    A request body over ``max_bytes`` (to ``upload_paths``: over ``upload_bytes``, by default
+    ``config.upload.total_bytes`` + ``UPLOAD_FRAMING``) gets a JSON 413
     before anything parses it (by its Content-Length, or by counting when there is none), and an
     exception a route lets escape (an unknown endpoint name, arguments Gradio does not check) becomes
     one log line and a JSON 400 instead of uvicorn's traceback. Errors are ``{"error": "..."}``."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int = MAX_REQUEST_BYTES,
-                 upload_bytes: int = UPLOAD_REQUEST_BYTES, upload_paths: tuple[str, ...] = UPLOAD_PATHS) -> None:
-        self.app, self.max_bytes, self.upload_bytes, self.upload_paths = app, max_bytes, upload_bytes, upload_paths
+                 upload_bytes: int | None = None, upload_paths: tuple[str, ...] = UPLOAD_PATHS,
+                 config: Config = Config()) -> None:
+        self.app, self.max_bytes, self.upload_paths, self.limits = app, max_bytes, upload_paths, describe_limits(config)
+        self.upload_bytes = config.upload.total_bytes + UPLOAD_FRAMING if upload_bytes is None else upload_bytes
 
     async def refuse(self, receive: Receive, send: Send, where: str, size: str, limit: int, more: bool = True) -> None:
         """Log one line, read and drop the rest of the body (``more`` to come), and answer 413."""
@@ -199,7 +199,7 @@ class RequestGuard:
         if more:
             await _drain(receive)
         why = (f"questions are cut to {MAX_QUESTION_CHARS} characters anyway, and a very long chat can be cleared "
-               f"with New chat") if limit == self.max_bytes else f"upload {LIMITS.describe()}"
+               f"with New chat") if limit == self.max_bytes else f"upload {self.limits}"
         await _send_json(send, 413, f"request body over {limit / 1024 / 1024:g} MiB refused; {why}")
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -278,103 +278,6 @@ async def _send_json(send: Send, status: int, error: str) -> None:
     headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-# ---- the command line: host and port ---------------------------------------------------
-
-
-def usage_error(message: str) -> NoReturn:
-    """Print ``error: message`` as one line on stderr and exit with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with its errors as one line (``error: ...; see python PROG --help``, exit status 2),
-    like every other error of the app."""
-
-    def error(self, message: str) -> NoReturn:
-        usage_error(f"{message}; see python {self.prog} --help")
-
-
-def _setting(flag: str, env: str, value: str | None) -> tuple[str | None, str]:
-    """The flag's value or else the environment variable's (None when neither is set), and the
-    name of the one it came from, for error messages."""
-    if value is not None:
-        return value, flag
-    from_env = os.environ.get(env, "").strip()
-    return (from_env or None), env
-
-
-def _fix(source: str, what: str) -> str:
-    """How to give the setting that came from ``source`` (a flag or an environment variable) another
-    value: ``pass --port with WHAT`` or ``set GRADIO_SERVER_PORT to WHAT, or unset it``."""
-    return f"set {source} to {what}, or unset it" if source.startswith("GRADIO_") else f"pass {source} with {what}"
-
-
-def resolve_address(args: argparse.Namespace) -> None:
-    """Set ``args.host`` and ``args.port`` from the ``--host`` / ``--port`` flags (None when not
-    given), else GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, else ``DEFAULT_HOST`` / ``DEFAULT_PORT``,
-    and ``args.host_source`` / ``args.port_source`` to the flag or variable each came from, for
-    error messages. An empty host or a bad port is ``usage_error`` (the host is checked further by
-    ``listen_problem``)."""
-    host, args.host_source = _setting("--host", "GRADIO_SERVER_NAME", args.host)
-    args.host = DEFAULT_HOST if host is None else host
-    if not args.host.strip():
-        usage_error(f"{args.host_source}={args.host!r} is empty; {_fix(args.host_source, HOST_EXAMPLES)}")
-    port, args.port_source = _setting("--port", "GRADIO_SERVER_PORT", args.port)
-    try:
-        args.port = DEFAULT_PORT if port is None else port_number(port, args.port_source)
-    except ValueError as exc:
-        usage_error(str(exc))
-
-
-def port_number(raw: str, source: str) -> int:
-    """``raw`` as a TCP port, 1 to 65535; ``ValueError`` naming ``source`` and the fix otherwise."""
-    try:
-        port = int(raw.strip())
-    except ValueError:
-        port = 0
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{source}={raw!r} is not a port; {_fix(source, f'a whole number from 1 to 65535, e.g. {DEFAULT_PORT}')}")
-    return port
-
-
-def listen_problem(args: argparse.Namespace) -> str | None:
-    """Why the server cannot listen on ``args.host``:``args.port``, found by binding it now, before
-    the index loads and before gradio is imported; None when it can."""
-    host, port = args.host, args.port
-    where, other_host = f"{args.host_source}={host!r}", _fix(args.host_source, HOST_EXAMPLES)
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except (OSError, UnicodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return f"{where} is not a known address ({reason}); {other_host}"
-    try:
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-            sock.bind(address)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            return f"port {port} on {host} is already in use; stop the program using it, or {_fix(args.port_source, 'another port')}"
-        if exc.errno == errno.EADDRNOTAVAIL:
-            return f"{where} is not an address of this machine; {other_host}"
-        if exc.errno == errno.EACCES:
-            return f"no permission to listen on port {port}; {_fix(args.port_source, f'a port from 1024 to 65535, e.g. {DEFAULT_PORT}')}"
-        return f"cannot listen on {host} port {port} ({exc.strerror or exc}); pass another --host or --port"
-    return None
-
-
-def gradio_env(args: argparse.Namespace) -> None:
-    """Make the environment agree with the checked host and port before gradio is imported.
-
-    gradio reads GRADIO_SERVER_PORT at import (a bad value fails there with a traceback) and binds
-    GRADIO_SERVER_NAME as an IPv4 address in its own port check; ``launch`` is given both anyway."""
-    if "gradio" in sys.modules:
-        return
-    os.environ["GRADIO_SERVER_PORT"] = str(args.port)
-    os.environ.pop("GRADIO_SERVER_NAME", None)
 
 
 def serve(demo: Any, args: argparse.Namespace, warm: Callable[[], None] | None = None, routes: list | None = None) -> int:

@@ -17,29 +17,19 @@ from pathlib import Path
 
 from . import catalog, store
 from .build import BuildReport, Progress
-from .config import ReadConfig, SplitConfig
-from .errors import CorpusError
-from .ingest import MAX_FILE_BYTES, READ_SUFFIXES
+from .config import Config, SplitConfig, UploadConfig
+from .errors import CorpusError, EmptyCorpusError
+from .ingest import READ_SUFFIXES
 from .pipeline import Pipeline, PipelineHolder
 
 MIB = 1024 * 1024
 
-@dataclass(frozen=True)
-class UploadLimits:
-    """What one upload may hold: at most ``files`` files of at most ``file_bytes`` each and ``total_bytes``
-    in all; of a PDF the first ``pages`` pages are read (``ReadConfig.max_pages``)."""
 
-    files: int = 20
-    file_bytes: int = MAX_FILE_BYTES
-    total_bytes: int = 128 * MIB
-    pages: int = ReadConfig().max_pages
-
-    def describe(self) -> str:
-        """The limits in one line, as the app states them."""
-        return (f"limits: {self.files} files at a time, {self.file_bytes / MIB:g} MiB each, "
-                f"{self.total_bytes / MIB:g} MiB in all; the first {self.pages} pages of a PDF are read")
-
-LIMITS = UploadLimits()
+def describe_limits(config: Config) -> str:
+    """The upload limits of ``config`` in one line (``upload.*``, ``read.max_pages``), as errors state them."""
+    up = config.upload
+    return (f"limits: {up.files} files at a time, {up.file_bytes / MIB:g} MiB each, {up.total_bytes / MIB:g} MiB "
+            f"in all; the first {config.read.max_pages} pages of a PDF are read")
 
 @dataclass
 class UpdateReport:
@@ -71,7 +61,7 @@ class UpdateReport:
                        f"{b.reused} reused) in {b.seconds:.1f} s")
         return out
 
-def check_uploads(files: Sequence[Path], limits: UploadLimits = LIMITS) -> tuple[list[Path], list[tuple[str, str]]]:
+def check_uploads(files: Sequence[Path], limits: UploadConfig = UploadConfig()) -> tuple[list[Path], list[tuple[str, str]]]:
     """The files an upload may copy into the corpus, and (name, why) of each it may not: an unsupported
     type, a hidden name, a second file of the same name, a file over the size limits or past the count."""
     ok: list[Path] = []
@@ -114,34 +104,40 @@ def corpus_folder(pipeline: Pipeline) -> Path:
     return root
 
 def update(holder: PipelineHolder, add: Sequence[Path] = (), remove: Sequence[str] = (),
-           progress: Progress | None = None, limits: UploadLimits = LIMITS) -> UpdateReport:
+           progress: Progress | None = None) -> UpdateReport:
     """Copy ``add`` into the corpus, delete ``remove`` from it, rebuild the index beside the live one and
-    swap the holder to it; with neither, rebuild from the corpus as it is (re-index).
+    swap the holder to it; with neither, rebuild from the corpus as it is (re-index). The files are
+    checked against the live pipeline's ``config.upload`` limits.
 
     ``progress(stage, done, total)``: 'read', 'ocr', 'embed', 'index', then 'ready'. Raises ``CorpusError``
-    (nothing changed) when every document would be removed; a failed build removes the files it added
-    and leaves the live index as it was."""
+    (nothing changed) when the index would be left without a document; a failed build removes the files
+    it added, puts back the ones it removed and leaves the live index as it was."""
     with holder.lock:
         old = holder.pipeline
         corpus = corpus_folder(old)
         report = UpdateReport()
-        ok, report.refused = check_uploads([Path(f) for f in add], limits)
+        ok, report.refused = check_uploads([Path(f) for f in add], old.config.upload)
         if add and not ok and not remove:
             return report  # nothing to copy: the index stays as it is
-        if remove and not ok and set(old.documents) <= set(remove):
-            raise CorpusError("the last documents of the index cannot be removed; add others first")
+        removal = catalog.remove_files(corpus, list(remove), adding=[f.name for f in ok]) if remove else None
         if progress:
             progress("read", 0, 1)
-        report.added = catalog.add_files(corpus, ok) if ok else []
-        report.removed = catalog.remove_files(corpus, list(remove)) if remove else []
         try:
+            report.added = catalog.add_files(corpus, ok) if ok else []
             new, report.build = Pipeline.build(corpus, old.index_dir, old.encoder, SplitConfig.of_index(old.manifest),
                                                progress, old.config)
-        except BaseException:
+        except BaseException as exc:
             for name, state in report.added:
                 if state == "added":
                     (corpus / name).unlink(missing_ok=True)
+            if removal:
+                removal.undo()
+                if isinstance(exc, EmptyCorpusError):
+                    raise CorpusError(removal.refusal(str(exc))) from None
             raise
+        if removal:
+            removal.commit()
+            report.removed = removal.names
         new.warm()
         holder.pipeline = new
         if progress:

@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_readers import NEWS_HTML, PARA_1, PARA_2, image_pdf, make_docx  # noqa: E402
 
+from qa.config import ReadConfig  # noqa: E402
 from qa.ingest import read_corpus  # noqa: E402
 from qa.readers import read_docx, read_html, read_pdf  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> None:
             folder.mkdir()
             shutil.copy(work / "long.pdf", folder / "long.pdf")
             t = timed(read_corpus, [folder])
-            print(f"pdf read and cleaned (ingest): {pages} pages in {t:.2f} s = {pages / t:.0f} pages/s")
+            print(f"pdf read and cleaned (ingest, child process started): {pages} pages in {t:.2f} s = {pages / t:.0f} pages/s")
             import pypdfium2 as pdfium
 
             pdf = pdfium.PdfDocument(data)
@@ -70,6 +71,13 @@ def main() -> None:
         docx = (work / "r.docx").read_bytes()
         t = timed(read_docx, [docx] * args.files)
         print(f"docx: {args.files} files in {t:.2f} s = {args.files / t:.0f} files/s")
+        docs = work / "docs"
+        docs.mkdir()
+        for i in range(args.files):
+            make_docx(docs / f"r{i}.docx")
+        for limit, how in ((0, "in process"), (ReadConfig().timeout_s, "in a child process (read.timeout_s)")):
+            t = timed(lambda folder: read_corpus(folder, read=ReadConfig(timeout_s=limit)), [docs])
+            print(f"docx read and cleaned (ingest), {how}: {args.files} files in {t:.2f} s = {args.files / t:.0f} files/s")
         html = NEWS_HTML.replace("<p>", "<p>" + PARA_1 * 3).encode()
         t = timed(read_html, [html] * args.files)
         print(f"html: {args.files} files ({len(html) // 1024} KB each) in {t:.2f} s = {args.files / t:.0f} files/s")

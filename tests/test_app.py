@@ -507,6 +507,21 @@ def test_main_bad_corpus_prints_one_line_and_fails(tmp_path, capsys):
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read config file"),
+    ('{"upload": {"files": 0}}', "upload.files=0; expected 1 or more"),
+])
+def test_main_bad_config_prints_one_line_and_fails(tmp_path, capsys, content, message):
+    config = tmp_path / "config.json"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    rc = app.main(["--config", str(config), "--corpus", str(tmp_path), "--index", str(tmp_path / "idx"),
+                   "--encoder", "hash", "--host", "127.0.0.1", "--port", str(free_port())])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "idx").exists()  # nothing built
+
+
 def test_host_and_port_default_from_env(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
     monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")

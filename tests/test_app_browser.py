@@ -261,6 +261,9 @@ def test_upload_answer_and_remove_a_document(upload_app, page, tmp_path):
     assert "湖北省宜昌市" in reply.locator("blockquote.qa-passage mark").inner_text()
     cite = reply.locator(".qa-cite").first.inner_text()
     assert "長江概況.pdf" in cite and "p. 2" in cite  # the quote's page
+    page.locator("#qa-page img").wait_for()  # the cited page itself, the quote marked on it
+    assert page.locator("#qa-page .qa-doc-meta").inner_text().startswith("原頁 page 2 · 長江概況.pdf")
+    assert page.evaluate("document.querySelector('#qa-page img').naturalWidth") == 900
     # remove the PDF: the same question is declined
     page.locator("#qa-remove-pick input").click()
     page.get_by_role("option", name="長江概況.pdf").click()
@@ -270,6 +273,7 @@ def test_upload_answer_and_remove_a_document(upload_app, page, tmp_path):
     assert "長江概況.pdf" not in page.locator("#qa-docs-table").inner_text()
     assert not (corpus / "長江概況.pdf").exists()
     assert "qa-abstain" in ask(page, PDF_QUESTION).get_attribute("class")
+    page.wait_for_function("() => !document.querySelector('#qa-page img')")  # the corpus's .txt files have no pages
     assert_inert(page)
 
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import TINY_DOCS, write_corpus
 from test_readers import NEWS_HTML, make_docx
 
-import qa.ingest
 from qa.cli import main as cli_main
+from qa.readers.worker import ReaderProcess
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_an_unchanged_document_file_is_not_read_again_on_refresh(indexed, capsys
     (corpus / "news.html").write_text(NEWS_HTML, encoding="utf-8")
     assert cli_main(["build", "--index", str(index), "--quiet"]) == 0
     calls = []
-    monkeypatch.setattr(qa.ingest, "read_html", lambda data: calls.append(data) or pytest.fail("read again"))
+    monkeypatch.setattr(ReaderProcess, "read", lambda self, rel, *a: calls.append(rel) or pytest.fail("read again"))
     (outside / "other.txt").write_text("另一份文件，讲的是别的事情。", encoding="utf-8")
     assert cli_main(["add", str(outside / "other.txt"), "--index", str(index), "--quiet"]) == 0
     capsys.readouterr()
@@ -92,3 +92,38 @@ def test_docs_lists_skipped_files_with_their_reason(indexed, capsys):
     assert cli_main(["docs", "--index", str(index)]) == 0
     out = capsys.readouterr().out
     assert any(line.startswith("broken.docx  [docx]  skipped: not a Word .docx file") for line in out.splitlines())
+
+
+def _answer(index, capsys, question: str) -> dict:
+    assert cli_main(["ask", question, "--index", str(index), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_removing_every_document_is_refused_before_anything_is_deleted(indexed, capsys):
+    corpus, index, _ = indexed
+    before = _answer(index, capsys, "长江有多长？")
+    names = sorted(TINY_DOCS)
+    assert cli_main(["remove", *names, "--index", str(index), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {', '.join(names)} not removed: they are the last documents of") and "\n" not in err
+    assert sorted(p.name for p in corpus.iterdir()) == names  # nothing deleted, nothing hidden left behind
+    assert _answer(index, capsys, "长江有多长？") == before and sorted(_docs(index, capsys)) == names
+
+
+def test_removing_the_last_readable_document_puts_it_back_and_keeps_the_index(tmp_path, capsys):
+    from test_uploads import LOCKED
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "river.txt").write_text("长江是中国最长的河流，全长约六千三百公里。", encoding="utf-8")
+    (corpus / "locked.pdf").write_bytes(LOCKED)  # in the corpus, but never indexed
+    index = tmp_path / "index"
+    assert cli_main(["build", "--corpus", str(corpus), "--index", str(index), "--encoder", "hash", "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli_main(["remove", "river.txt", "--index", str(index), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: river.txt not removed: the index would hold no documents (nothing to index in ")
+    assert "locked.pdf: encrypted PDF" in err and err.endswith("so add others first") and "\n" not in err
+    assert sorted(p.name for p in corpus.iterdir()) == ["locked.pdf", "river.txt"]
+    assert "river.txt" in _docs(index, capsys)
+    assert _answer(index, capsys, "长江全长多少公里？")["answer"]["doc_id"] == "river.txt"

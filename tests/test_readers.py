@@ -116,6 +116,12 @@ def test_page_starts_are_offsets_and_a_sentence_runs_on_across_a_page_break():
     assert starts == (0, text.index("结束"), len(text))
 
 
+def test_a_heading_at_the_foot_of_a_page_does_not_run_on_into_the_next_page():
+    text, starts = assemble([["正文第一段的内容写得很长很长，", "一直写到这一行的末尾。", "第二节 标题"], ["新的段落从这里开始。"]])
+    assert text == "正文第一段的内容写得很长很长，一直写到这一行的末尾。\n第二节 标题\n新的段落从这里开始。"
+    assert starts == (0, text.index("新的段落"))
+
+
 # ---- Word and web pages ------------------------------------------------------------------
 
 

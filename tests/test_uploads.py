@@ -13,7 +13,8 @@ from test_readers import ONE_PAGE, make_docx, pdf_bytes
 
 from qa import Pipeline, api, uploads
 from qa.chat import ChatHandlers
-from qa.documents_view import DocumentHandlers
+from qa.config import Config, UploadConfig
+from qa.documents_view import DocumentHandlers, limits_note
 from qa.errors import CorpusError
 from qa.pipeline import PipelineHolder
 from qa.serve import MAX_REQUEST_BYTES, RequestGuard
@@ -45,7 +46,7 @@ def _ask_api(holder, question: str) -> dict:
 
 
 def test_check_uploads_states_each_refusal():
-    limits = uploads.UploadLimits(files=2, file_bytes=100, total_bytes=150)
+    limits = UploadConfig(files=2, file_bytes=100, total_bytes=150)
 
     class F:  # a path-like with a name and a size, no disk needed
         def __init__(self, name, size):
@@ -98,9 +99,30 @@ def test_removing_a_document_declines_its_question_and_the_last_cannot_go(served
     report = uploads.update(holder, remove=["report.docx"])
     assert report.removed == ["report.docx"] and not (corpus / "report.docx").exists()
     assert _ask_api(holder, DOCX_QUESTION)["answer"] is None
-    with pytest.raises(CorpusError, match="last documents"):
+    live = holder.pipeline
+    with pytest.raises(CorpusError, match="not removed: they are the last documents of"):
         uploads.update(holder, remove=sorted(holder.pipeline.documents))
     assert sorted(p.name for p in corpus.iterdir()) == sorted(holder.pipeline.documents)
+    status, *_ = DocumentHandlers(holder).remove(sorted(holder.pipeline.documents))  # the app's remove button
+    assert "not removed: they are the last documents of" in status and "qa-error" in status
+    assert holder.pipeline is live and sorted(p.name for p in corpus.iterdir()) == sorted(live.documents)
+    (outside / "new.md").write_text("# 新\n\n一份新的文件，讲的是黄河。\n", encoding="utf-8")
+    report = uploads.update(holder, add=[outside / "new.md"], remove=sorted(live.documents))  # replaced in one go
+    assert sorted(holder.pipeline.documents) == ["new.md"] and sorted(report.removed) == sorted(live.documents)
+    assert sorted(p.name for p in corpus.iterdir()) == ["new.md"]
+
+
+def test_removing_the_last_readable_document_in_the_app_puts_it_back(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "river.txt").write_text("长江是中国最长的河流，全长约六千三百公里。", encoding="utf-8")
+    (corpus / "locked.pdf").write_bytes(LOCKED)
+    holder = PipelineHolder(Pipeline.build(corpus, tmp_path / "index", "hash")[0])
+    live = holder.pipeline
+    status, table, _, _ = DocumentHandlers(holder).remove(["river.txt"])
+    assert "river.txt not removed: the index would hold no documents" in status and "Traceback" not in status
+    assert holder.pipeline is live and sorted(p.name for p in corpus.iterdir()) == ["locked.pdf", "river.txt"]
+    assert "river.txt" in table and _ask_api(holder, "长江全长多少公里？")["answer"]["doc_id"] == "river.txt"
 
 
 def test_a_failed_build_leaves_the_live_index_and_the_corpus_as_they_were(served, monkeypatch, caplog):
@@ -117,6 +139,9 @@ def test_a_failed_build_leaves_the_live_index_and_the_corpus_as_they_were(served
     assert out[0] is None and "Updating the documents failed" in out[1] and "Traceback" not in out[1]
     assert holder.pipeline is before and sorted(p.name for p in corpus.iterdir()) == files
     assert "new.txt" not in out[2]
+    status, *_ = DocumentHandlers(holder).remove([files[0]])
+    assert "Updating the documents failed" in status
+    assert holder.pipeline is before and sorted(p.name for p in corpus.iterdir()) == files  # put back
 
 
 def test_the_documents_view_lists_warnings_and_reports_bad_uploads_in_one_line(served):
@@ -186,10 +211,27 @@ def test_the_upload_route_has_its_own_request_limit(path, size, status):
 
 
 def test_the_default_upload_limit_holds_an_upload_of_the_stated_size():
-    from qa import serve
+    limits = UploadConfig()
+    assert RequestGuard(None).upload_bytes > limits.total_bytes > MAX_REQUEST_BYTES
+    assert limits.file_bytes <= limits.total_bytes
 
-    assert serve.UPLOAD_REQUEST_BYTES > uploads.LIMITS.total_bytes > MAX_REQUEST_BYTES
-    assert uploads.LIMITS.file_bytes <= uploads.LIMITS.total_bytes
+
+def test_the_upload_limits_are_settings_the_app_states_and_the_server_enforces(tmp_path):
+    config = Config.from_json({"upload": {"files": 1, "file_bytes": 2000, "total_bytes": 3000}, "read": {"max_pages": 9}})
+    corpus = write_corpus(tmp_path / "corpus")
+    holder = PipelineHolder(Pipeline.build(corpus, tmp_path / "index", "hash", config=config)[0])
+    note = limits_note(holder.pipeline.config)
+    assert "at most 1 files, 0.00190735 MiB each, 0.00286102 MiB in all" in note and "first 9 pages" in note
+    for name, size in (("a.md", 100), ("b.md", 100), ("big.md", 2001)):
+        (tmp_path / name).write_text("长" * (size // 3) + "x" * (size % 3), encoding="utf-8")
+    status = DocumentHandlers(holder).upload([str(tmp_path / n) for n in ("big.md", "a.md", "b.md")])[1]
+    assert "✓ a.md: added" in status and "✗ b.md: over the limit of 1 files an upload" in status
+    assert "✗ big.md: 0.0 MiB, over the limit of 0.00190735 MiB a file" in status
+    assert sorted(p.name for p in corpus.iterdir() if p.suffix == ".md") == ["a.md"]
+    guard = RequestGuard(None, config=holder.pipeline.config)
+    assert guard.upload_bytes == 3000 + 1024 * 1024 and "the first 9 pages of a PDF" in guard.limits
+    with pytest.raises(ValueError, match="upload.files=0; expected 1 or more"):
+        Config.from_json({"upload": {"files": 0}})
 
 
 def test_an_off_topic_question_still_declines_after_an_upload(served):

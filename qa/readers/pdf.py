@@ -1,7 +1,8 @@
 """PDF: the text layer of each page (pypdfium2, Apache-2.0/BSD), OCR where a page has none.
 
 Lines the PDF wraps inside a paragraph are joined (``join_wrapped``: no space between CJK
-characters, one between Latin words), also across a page break when a page ends mid-sentence.
+characters, one between Latin words), also across a page break when a page ends mid-sentence on a
+full line (a heading at the foot of a page stays a heading).
 Lines at the top or bottom of at least half the pages (digits ignored: "3 / 12") and bare page
 numbers are headers, footers and page numbers: they are left out of the text. ``Extracted.pages``
 records where each page begins, so every passage knows its page.
@@ -16,7 +17,7 @@ from typing import Any
 
 from ..config import ReadConfig
 from ..errors import CorpusError
-from .extract import Extracted, Progress, ends_sentence, join_two, join_wrapped
+from .extract import Extracted, Progress, ends_sentence, join_two, join_wrapped, width
 from .ocr import ocr_lines
 
 _PAGE_NO_RE = re.compile(r"^[-–—\s]*(?:第\s*)?\d{1,4}(?:\s*页)?(?:\s*(?:/|of)\s*\d{1,4})?[-–—\s]*$|^(?:page|p\.)\s*\d{1,4}"
@@ -93,14 +94,22 @@ def drop_furniture(pages: list[list[str]]) -> list[list[str]]:
     return out
 
 
+def ends_full(lines: list[str], full: float = 0.8) -> bool:
+    """True when a page's last line is as wide as its full lines (``join_wrapped``'s ``full``): a
+    paragraph cut by the page break, not a heading or a short last line."""
+    filled = [x for x in lines if x.strip()]
+    return bool(filled) and width(filled[-1]) >= full * max(map(width, filled))
+
+
 def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
     """(text, page start offsets) of the pages' lines: one paragraph a line; a page's last paragraph
-    that does not end a sentence runs on into the next page's first."""
+    that does not end a sentence and fills its last line runs on into the next page's first."""
     paragraphs: list[str] = []
     marks: list[tuple[int, int]] = []  # page i begins at paragraphs[p][offset]
+    runs_on = False
     for lines in pages:
         paras = join_wrapped(lines)
-        if paragraphs and paras and not ends_sentence(paragraphs[-1]):
+        if paragraphs and paras and runs_on and not ends_sentence(paragraphs[-1]):
             merged = join_two(paragraphs[-1], paras[0])
             marks.append((len(paragraphs) - 1, len(merged) - len(paras[0])))
             paragraphs[-1] = merged
@@ -108,6 +117,7 @@ def assemble(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
         else:
             marks.append((len(paragraphs), 0))
         paragraphs += paras
+        runs_on = ends_full(lines) if paras else runs_on
     starts, pos = [], 0
     for p in paragraphs:
         starts.append(pos)
