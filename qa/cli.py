@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from . import catalog, feedback, store
 from .config import Config, SplitConfig
 from .errors import CorpusError, EmptyCorpusError, IndexMissingError, QAError
@@ -30,14 +32,11 @@ def _progress_bar(enabled: bool):
     def progress(stage: str, done: int, total: int) -> None:
         if not enabled:
             return
-        from tqdm import tqdm
-
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=stage, unit={"embed": "passage", "ocr": "page"}.get(stage, "step"),
                                      file=sys.stderr, leave=False)
-        bar.total = total
-        bar.n = done
+        bar.total, bar.n = total, done
         bar.refresh()
         if done >= total:
             bar.close()
@@ -197,11 +196,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = _config(args)
     p = Pipeline.open(corpus, args.index, args.encoder, progress=_progress_bar(not args.json), config=config)
     modes = list(MODES) if args.mode == "all" else [args.mode]
-    bar = None
-    if not args.json:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(qs.questions), desc="eval", unit="q", file=sys.stderr, leave=False)
+    bar = None if args.json else tqdm(total=len(qs.questions), desc="eval", unit="q", file=sys.stderr, leave=False)
     results = evaluate(p, qs.questions, modes, k=args.k, details=args.details,
                        progress=(lambda n, t: bar.update(1)) if bar else None)
     if bar:
