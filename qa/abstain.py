@@ -183,7 +183,7 @@ class Abstainer:
         best = self.sentences.best(ids, qvec)
         return float(best[0] - best.mean())
 
-    def confidence(self, question: str, translation: tuple | None = None, lex: np.ndarray | None = None,
+    def confidence(self, question: str, translation: tuple | None = None, lex: BM25Scores | None = None,
                    top: str | None = None, gap: float | None = None) -> float:
         """Confidence in [0, 1] that the corpus answers ``question``.
 
@@ -201,8 +201,8 @@ class Abstainer:
         if name_missing or not words:
             conf = confidence(share, name_missing, scale=self.config.coverage_scale)
         else:
-            lex = self.lexical.scores(question) if lex is None else lex
-            ids, _ = top_k(lex, self.config.coverage_depth)
+            lex = self.lexical.score(question) if lex is None else lex
+            ids, _ = lex.top(self.config.coverage_depth)
             texts = [self.passages[int(i)].text for i in ids]
             unstated = unstated_attribute(question, self.words.present, texts, self.hmm_chars)
             conf = confidence(share, bool(unstated), 1.0 if unstated else coverage(words, texts),

