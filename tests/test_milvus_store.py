@@ -9,13 +9,19 @@ a time, so a test that runs the CLI in a subprocess gives it a database this pro
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OFF_TOPIC, REAL_QUESTION, run_qa, write_corpus
+from conftest import OFF_TOPIC, REAL_QUESTION, ROOT, run_qa, stop_app, wait_for_app, write_corpus
 
 from qa import Pipeline
+from qa.pipeline import PipelineHolder
 from qa.catalog import list_documents
 from qa.encode import HashEncoder
 from qa.errors import IndexMissingError, IndexWriteError, QAError
@@ -24,6 +30,7 @@ from qa.milvus_store import MilvusStore, parse_milvus
 from qa.milvus_write import MilvusWriter, blob_rows, words_of
 from qa.stores import shard_of
 from qa.text import tokenize
+from qa.uploads import update
 
 pytest.importorskip("milvus_lite")
 
@@ -228,6 +235,20 @@ def test_a_shard_run_again_replaces_what_it_wrote(both, tmp_path):
     assert sharded.passages == folder.passages
 
 
+@pytest.mark.slow
+def test_the_apps_upload_and_removal_rebuild_a_milvus_index_in_place(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    holder = PipelineHolder(Pipeline.build(corpus, f"milvus:{tmp_path / 'app.db'}", "hash")[0])
+    new = tmp_path / "biluochun.txt"
+    new.write_text("碧螺春\n\n碧螺春产于江苏苏州太湖洞庭山，是中国传统名茶。\n", encoding="utf-8")
+    report = update(holder, add=[new])
+    assert report.build.embedded == 1 and report.build.reused == 6
+    assert holder.pipeline.ask("碧螺春产于哪里？").best.passage.doc_id == "biluochun.txt"
+    update(holder, remove=["biluochun.txt"])
+    assert "biluochun.txt" not in holder.pipeline.documents and len(holder.pipeline.passages) == 6
+    assert "biluochun.txt" not in {d.name for d in list_documents(holder.pipeline.index_dir)}
+
+
 # ---- the command line, in its own process -------------------------------------------
 
 
@@ -291,3 +312,27 @@ def test_words_are_the_folder_stores_bm25_tokens(both):
     _, folder, milvus, _ = both
     text = folder.passages[0].text
     assert words_of(tokenize(text)).split() == [t.replace(".", "_") for t in tokenize(text)]
+
+
+@pytest.mark.slow
+def test_the_app_builds_and_answers_from_milvus_lite(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base, log_path = f"http://127.0.0.1:{port}", tmp_path / "server.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_")} | {"GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--corpus", str(corpus), "--index", f"milvus:{tmp_path / 'app.db'}",
+             "--encoder", "hash", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        wait_for_app(server, base, log_path)
+        request = urllib.request.Request(f"{base}/api/ask", data=json.dumps({"question": REAL_QUESTION}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert "2021年11月" in json.loads(response.read())["answer"]["quote"]
+    finally:
+        stop_app(server)
+    assert "Traceback" not in log_path.read_text()
