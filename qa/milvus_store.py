@@ -102,7 +102,8 @@ class MilvusStore(Store):
 
     def read_manifest(self, any_version: bool = False) -> dict:
         with self.errors():
-            if self.name not in self.client.list_aliases().get("aliases", []):
+            if (self.lite and not Path(self.uri).is_dir()) or self.name not in self.client.list_aliases().get(
+                    "aliases", []):  # a Lite folder is made only by a build
                 raise IndexMissingError(f"no index in {self.location}; build one with: python -m qa build "
                                         f"--index {self.location}")
             meta = self.client.describe_alias(self.name)["collection_name"]
@@ -170,18 +171,20 @@ class MilvusStore(Store):
             except ValueError:
                 raise IndexCorruptError(f"document record {name} of {self.location} is cut short; rebuild with: "
                                         f"{self.rebuild_command(manifest)}") from None
-        docs, passages, vhashes, counts = [], [], [], []
+        docs, rows = [], {}
         for no, rec in enumerate(sorted(records, key=lambda r: r.get("no", -1))):
-            if rec.get("no") != no or rec.get("first") != len(passages):
+            if rec.get("no") != no:
                 raise IndexCorruptError(f"index {self.location} lacks documents (record {no} of {len(records)}); "
                                         f"rebuild with: {self.rebuild_command(manifest)}")
             doc = document_from_record(rec)
             docs.append(doc)
-            for pid, start, end, paragraph, heading, vh, n in rec["passages"]:
-                passages.append(passage_of(doc, pid, start, end, paragraph, heading))
-                vhashes.append(vh)
-                counts.append(n)
-        return docs, passages, vhashes, counts
+            for row, pid, start, end, paragraph, heading, vh, n in rec["passages"]:
+                rows[row] = (passage_of(doc, pid, start, end, paragraph, heading), vh, n)
+        if sorted(rows) != list(range(len(rows))):
+            raise IndexCorruptError(f"index {self.location} lacks passages; rebuild with: "
+                                    f"{self.rebuild_command(manifest)}")
+        ordered = [rows[r] for r in range(len(rows))]
+        return docs, [p for p, _, _ in ordered], [vh for _, vh, _ in ordered], [n for _, _, n in ordered]
 
     def read_catalog(self, manifest: dict) -> tuple[list[Document], Counter]:
         with self.errors():
@@ -263,6 +266,8 @@ class MilvusStore(Store):
         """Write this build's (or shard's) rows, then, once every shard is done, the manifest; switch the
         alias to it and drop what is neither it nor the build before."""
         shard, shards = built.shard
+        if self.lite:
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         with self.errors():
             try:
                 live = self.read_manifest()

@@ -186,28 +186,25 @@ class MilvusWriter:
                        "vhash": built.vhashes[r], "shard": shard}
 
         def sentences() -> Iterator[dict]:
-            vectors = built.sentence_vectors.astype(np.float16).astype(np.float32)  # as the folder stores them
             j = 0
             for r in built.rows:
                 for i in range(int(offsets[r]), int(offsets[r + 1])):
-                    yield {"id": i, "passage": int(r), "vector": vectors[j].tolist(),
+                    vector = built.sentence_vectors[j].astype(np.float16).astype(np.float32)  # as the folder stores
+                    yield {"id": i, "passage": int(r), "vector": vector.tolist(),
                            "vhash": built.sentence_vhashes[i], "shard": shard}
                     j += 1
 
         def documents() -> Iterator[dict]:
-            first = 0
             by_doc: dict[str, list[int]] = {}
             for r, p in enumerate(built.passages):
                 by_doc.setdefault(p.doc_id, []).append(r)
             for no, d in enumerate(built.documents):
-                rows = by_doc.get(d.doc_id, [])
                 if shards == 1 or shard_of(d.doc_id, shards) == shard:
-                    rec = document_record(d) | {"no": no, "first": first, "passages": [
-                        [built.passages[r].id, built.passages[r].start, built.passages[r].end,
+                    rec = document_record(d) | {"no": no, "passages": [
+                        [r, built.passages[r].id, built.passages[r].start, built.passages[r].end,
                          built.passages[r].paragraph, built.passages[r].heading, built.vhashes[r],
-                         built.sentence_counts[r]] for r in rows]}
+                         built.sentence_counts[r]] for r in by_doc.get(d.doc_id, [])]}
                     yield from blob_rows(f"doc/{no}", json.dumps(rec, ensure_ascii=False), shard)
-                first += len(rows)
 
         self.insert_rows(self.name("passages"), passages())
         self.insert_rows(self.name("sentences"), sentences())

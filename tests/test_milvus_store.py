@@ -21,6 +21,7 @@ import pytest
 from conftest import OFF_TOPIC, REAL_QUESTION, ROOT, run_qa, stop_app, wait_for_app, write_corpus
 
 from qa import Pipeline
+from qa.bench.milvus import milvus_spec
 from qa.pipeline import PipelineHolder
 from qa.catalog import list_documents
 from qa.encode import HashEncoder
@@ -28,7 +29,8 @@ from qa.errors import IndexMissingError, IndexWriteError, QAError
 from qa.index_spec import index_arg, open_store, parse_shard
 from qa.milvus_store import MilvusStore, parse_milvus
 from qa.milvus_write import MilvusWriter, blob_rows, words_of
-from qa.stores import shard_of
+from qa.config import IndexConfig
+from qa.stores import Built, shard_of
 from qa.text import tokenize
 from qa.uploads import update
 
@@ -80,6 +82,12 @@ def test_a_bad_milvus_spec_is_a_one_line_error_naming_both_forms(spec):
     with pytest.raises(QAError, match="milvus:") as exc:
         parse_milvus(spec)
     assert "\n" not in str(exc.value)
+
+
+def test_the_bench_names_one_milvus_index_per_size(tmp_path):
+    assert milvus_spec("milvus", tmp_path, 10_000) == f"milvus:{tmp_path.resolve()}/indexes/n10000.db"
+    assert milvus_spec("milvus:http://h:19530/", tmp_path, 100) == "milvus:http://h:19530/bench_n100"
+    assert parse_milvus(milvus_spec("milvus:http://h:19530", tmp_path, 100)) == ("http://h:19530", "bench_n100")
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1", "a/b", "1/0"])
@@ -140,6 +148,23 @@ def test_milvus_reads_back_what_it_wrote(both):
     assert np.array_equal(loaded.words._grams.codes, folder.words._grams.codes)
     assert loaded.manifest["store"]["engine"] == "milvus-lite" and loaded.manifest["corpus"] == folder.manifest["corpus"]
     assert [d.name for d in list_documents(spec)] == [d.name for d in list_documents(folder.index_dir)]
+
+
+def test_passages_in_any_order_are_read_back_in_their_rows(both, tmp_path):
+    _, folder, _, _ = both
+    order = np.arange(len(folder.passages))[::-1]  # passages need not follow their documents (the bench's do not)
+    passages = [folder.passages[i] for i in order]
+    counts = [len(folder.sentences.of(int(i))) for i in order]
+    sentences = np.concatenate([folder.sentences.of(int(i)) for i in order])
+    built = Built(list(folder.documents.values()), passages, [folder._data.vhashes[i] for i in order], counts,
+                  ["0" * 20] * len(sentences), np.arange(len(order)), folder.dense.vectors(order), sentences,
+                  {k: folder.manifest[k] for k in ("encoder", "split", "read", "embed", "corpus", "skipped",
+                                                   "warnings")}, None)
+    store = MilvusStore(f"milvus:{tmp_path / 'order.db'}")
+    store.write(built, IndexConfig())
+    data = store.read_index(store.read_manifest())
+    assert data.passages == passages and data.grams is None
+    np.testing.assert_array_equal(data.sentences.of(0), folder.sentences.of(int(order[0])))
 
 
 def test_bm25_scores_of_given_rows_match_the_top_list(both):

@@ -14,6 +14,9 @@ What it measures, on real text from the external sets (evals/drcd, evals/cmrc201
 - Footprint: peak RSS of a process that builds and saves the index, and of one that loads
   it and answers the questions; bytes on disk in the product's index format; app cold start
   (``app.py --index``) to HTTP 200 on ``/`` and to the first answer through gradio_client.
+- Stores: the sizes section builds and serves the index folder (the default) or, with
+  ``--store milvus`` / ``--store milvus:http://HOST:19530``, Milvus Lite or a Milvus server
+  (``qa.bench.milvus``), so the two stores are compared on the same data.
 - Baselines, same data, same machine: rank_bm25's ``BM25Okapi`` on the same jieba tokens,
   and a plain sentence-transformers ``encode`` + ``faiss.IndexFlatIP`` loop.
 
@@ -51,6 +54,7 @@ from .encoders import (
     time_st_plain,
 )
 from .measure import ROOT, in_child, set_threads
+from .milvus import build_size_milvus, drop_milvus, milvus_spec
 from .report import BASELINE_QUERIES, check_targets, write_outputs
 from .sizes import baselines_size, build_size, serve_size
 
@@ -109,6 +113,7 @@ class Settings:
     quick: bool = False
     max_real: int | None = None  # use only this many real passages (quick runs)
     index_root: Path = ROOT  # where the prebuilt index/eval/* indexes are looked for
+    store: str = "folder"  # the sizes' index: folder, milvus (Milvus Lite) or milvus:http://HOST:PORT (a server)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -163,10 +168,11 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
 
     if "sizes" not in settings.skip:
         for n in settings.sizes:
-            index_dir = settings.work / "indexes" / f"n{n}"
-            log(f"size {n:,}: build")
-            row = in_child(build_size, real_path, n, index_dir, settings.encoder, questions, settings.sigma,
-                            settings.seed, settings.threads)
+            folder = settings.store == "folder"
+            index_dir = settings.work / "indexes" / f"n{n}" if folder else milvus_spec(settings.store, settings.work, n)
+            log(f"size {n:,}: build ({settings.store})")
+            row = in_child(build_size if folder else build_size_milvus, real_path, n, index_dir, settings.encoder,
+                           questions, settings.sigma, settings.seed, settings.threads)
             log(f"size {n:,}: serve {len(questions)} questions "
                 f"({row['ann']['index']}, recall@10 {row['ann']['recall10']:.3f})")
             row.update(in_child(serve_size, index_dir, settings.encoder, questions, warmup, settings.threads))
@@ -179,7 +185,10 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
             res["sizes"].append(row)
             log(f"size {n:,}: e2e p50 {row['e2e_ms']['p50']:.1f} ms, p95 {row['e2e_ms']['p95']:.1f} ms")
             _checkpoint(res, settings, t_start)
-            shutil.rmtree(index_dir, ignore_errors=True)
+            if folder:
+                shutil.rmtree(index_dir, ignore_errors=True)
+            else:
+                drop_milvus(index_dir)
             if "baselines" not in settings.skip:
                 log(f"size {n:,}: baselines")
                 res["baselines"].append(in_child(baselines_size, real_path, n, questions[:BASELINE_QUERIES], st_dir,
