@@ -17,8 +17,8 @@ from .abstain import CorpusWords
 from .config import SearchConfig
 from .encode import Encoder
 from .schema import Mode
-from .search import BM25Scores, fuse_scores
-from .stores import DenseSearch, LexicalSearch
+from .search import fuse_scores
+from .stores import DenseSearch, LexicalScores, LexicalSearch
 from .text import has_cjk
 from .translate import translate
 
@@ -29,13 +29,13 @@ class Query(NamedTuple):
     """A question as retrieval reads it. ``translation``: ``qa.translate.translate``'s result for an
     English question over a Chinese corpus, else None; ``lexical``: the text BM25 scores (with the
     translations in front); ``vector``: (dim,) float32, L2-normalised; ``bm25``: the question's BM25
-    scores (``BM25Scores``: its top rows, or the scores of given rows), or None in dense mode."""
+    scores (``LexicalScores``: its top rows, or the scores of given rows), or None in dense mode."""
 
     text: str
     translation: tuple[list[str], list[str], int] | None
     lexical: str
     vector: np.ndarray
-    bm25: BM25Scores | None
+    bm25: LexicalScores | None
 
 
 class Retriever:

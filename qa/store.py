@@ -40,8 +40,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from .errors import IndexCorruptError, IndexLockedError, IndexWriteError, QAError
 from .files import file_digest
 from .manifest import (  # noqa: F401 - re-exported: the store is the one way to an index folder
