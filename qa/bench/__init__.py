@@ -167,6 +167,10 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
         st_dir = next((s[3:] for s in settings.encoders if s.startswith("st:")), None)
 
     if "sizes" not in settings.skip:
+        if settings.store != "folder":
+            res.setdefault("notes", []).append(
+                f"sizes on {settings.store} (qa.bench.milvus): 'dense build' is the whole MilvusStore.write (BM25 is "
+                "computed inside Milvus), disk is the Milvus Lite folder (a server's is not measured)")
         for n in settings.sizes:
             folder = settings.store == "folder"
             index_dir = settings.work / "indexes" / f"n{n}" if folder else milvus_spec(settings.store, settings.work, n)
