@@ -37,7 +37,7 @@ import numpy as np
 from .config import AbstainConfig, IndexConfig, MatchConfig, QuestionConfig
 from .rerank import sentence_support
 from .schema import Passage
-from .search import LexicalIndex, SentenceVectors, top_k
+from .stores import LexicalScores, LexicalSearch, SentenceSearch
 from .text import CharGrams, content_words, fold, general_idf, has_cjk, tagged_words, tokenize
 
 _NAME_POS = ("ns", "nr", "nt", "nrt")
@@ -169,7 +169,7 @@ def confidence(missing_share: float, key_missing: bool, covered: float = 1.0,
 class Abstainer:
     """How sure we are that the corpus answers a question (see the module docstring for the checks)."""
 
-    def __init__(self, passages: Sequence[Passage], lexical: LexicalIndex, sentences: SentenceVectors,
+    def __init__(self, passages: Sequence[Passage], lexical: LexicalSearch, sentences: SentenceSearch,
                  words: CorpusWords, config: AbstainConfig = AbstainConfig(), match: MatchConfig = MatchConfig(),
                  question: QuestionConfig = QuestionConfig()):
         self.passages, self.lexical, self.sentences, self.words = passages, lexical, sentences, words
@@ -183,7 +183,7 @@ class Abstainer:
         best = self.sentences.best(ids, qvec)
         return float(best[0] - best.mean())
 
-    def confidence(self, question: str, translation: tuple | None = None, lex: np.ndarray | None = None,
+    def confidence(self, question: str, translation: tuple | None = None, lex: LexicalScores | None = None,
                    top: str | None = None, gap: float | None = None) -> float:
         """Confidence in [0, 1] that the corpus answers ``question``.
 
@@ -201,8 +201,8 @@ class Abstainer:
         if name_missing or not words:
             conf = confidence(share, name_missing, scale=self.config.coverage_scale)
         else:
-            lex = self.lexical.scores(question) if lex is None else lex
-            ids, _ = top_k(lex, self.config.coverage_depth)
+            lex = self.lexical.score(question) if lex is None else lex
+            ids, _ = lex.top(self.config.coverage_depth)
             texts = [self.passages[int(i)].text for i in ids]
             unstated = unstated_attribute(question, self.words.present, texts, self.hmm_chars)
             conf = confidence(share, bool(unstated), 1.0 if unstated else coverage(words, texts),

@@ -161,7 +161,7 @@ def feedback(pipeline: Any, body: object) -> dict:
     except FeedbackError as exc:
         raise ApiError(str(exc)) from None
     try:
-        fb.append(store.feedback_path(pipeline.index_dir), rec)
+        fb.append(pipeline.feedback_path, rec)
     except QAError as exc:
         raise ApiError(str(exc), 500) from None
     return rec

@@ -2,7 +2,8 @@
 
 What a build embeds (``embed_text``: a passage with its title and heading; its sentences as they
 are) is hashed with the encoder's name (``vhash``), so ``embed_reusing`` embeds only text that the
-current index does not already hold (``previous_vectors``).
+current index does not already hold (``previous_vectors``). The index is written through its store
+(``qa.stores``): a folder, or Milvus, where N machines may each embed a share (``--shard I/N``).
 """
 
 from __future__ import annotations
@@ -15,22 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
 from .abstain import corpus_grams
 from .config import IndexConfig, ReadConfig, SplitConfig
 from .encode import Encoder
 from .errors import EmptyCorpusError, EncoderError
+from .index_spec import open_store
 from .ingest import READ_SUFFIXES, load_corpus
 from .schema import Passage
-from .search import DenseIndex, LexicalIndex, SentenceVectors
 from .split import quote_spans, split_documents
-
-Progress = Callable[[str, int, int], None]
-
+from .stores import Built, IndexData, Progress, Store, shard_of
 
 @dataclass
 class BuildReport:
-    """What a build did: counts, what it reused, and what it skipped or warned about."""
+    """What a build did: counts (of its shard's passages, in a parallel build), what it reused, and
+    what it skipped or warned about."""
 
     documents: int = 0
     passages: int = 0
@@ -41,6 +40,7 @@ class BuildReport:
     seconds: float = 0.0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    missing: tuple[int, ...] = ()  # shards of a parallel build still to finish (the index is live once none are)
 
 
 def embed_text(p: Passage, with_title: bool) -> str:
@@ -94,11 +94,11 @@ def embed_reusing(enc: Encoder, texts: list[str], vhashes: list[str], cache: dic
     return vectors, fresh
 
 
-def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
+def previous_vectors(target: Store, enc: Encoder, wanted: set[str]) -> dict[str, np.ndarray]:
     """Vectors of the current index (passages and sentences) keyed by embedding hash, when it used the
-    same encoder (``store.read_reusable``: only from files that pass their checksum); an index of an
-    older format gives its passage vectors. Rows that are not finite are left out."""
-    old = store.read_reusable(index_dir)
+    same encoder (``Store.read_reusable``: the folder store reads only files that pass their checksum);
+    an index of an older format gives its passage vectors. Rows that are not finite are left out."""
+    old = target.read_reusable(wanted)
     if old is None or old.encoder.get("name") != enc.name or old.encoder.get("dim") != enc.dim:
         return {}
     cache = dict(zip(old.vhashes, old.vectors))
@@ -109,17 +109,21 @@ def previous_vectors(index_dir: Path, enc: Encoder) -> dict[str, np.ndarray]:
     return {h: v for h, v in cache.items() if np.isfinite(v).all()}
 
 
-def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitConfig = SplitConfig(),
+def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, split: SplitConfig = SplitConfig(),
                 config: IndexConfig = IndexConfig(), progress: Progress | None = None,
-                read: ReadConfig = ReadConfig()) -> tuple[store.IndexData, dict, BuildReport]:
+                read: ReadConfig = ReadConfig(), shard: tuple[int, int] = (1, 1)
+                ) -> tuple[IndexData | None, dict | None, BuildReport]:
     """Read (``read``: PDF, Word and web pages), clean, split, embed and index ``corpus``; write it
-    atomically to ``index_dir``.
+    atomically to ``index`` (a folder, ``milvus:…``, or a ``Store``).
 
-    Returns what was written (without reading and hashing it back), the manifest and the report.
+    ``shard`` (I, N): embed and write only the passages and documents of share I (``shard_of``); the
+    last of the N builds to finish makes the index live (Milvus only). Returns what was written
+    (without reading it back) and the manifest, both None while shards are missing, and the report.
     """
     t0 = time.perf_counter()
+    target = index if isinstance(index, Store) else open_store(index)
     read_settings = read.text_settings()
-    ingest = load_corpus(corpus, read=read, progress=progress, reuse=store.read_extracted(index_dir, read_settings))
+    ingest = load_corpus(corpus, read=read, progress=progress, reuse=target.read_extracted(read_settings))
     report = BuildReport(skipped=ingest.skipped, warnings=ingest.warnings)
     if not ingest.documents:
         why = "; ".join(f"{n}: {r}" for n, r in ingest.skipped[:5]) or f"no {', '.join(READ_SUFFIXES)} files"
@@ -127,22 +131,26 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
     passages = split_documents(ingest.documents, split)
     texts = [embed_text(p, config.embed_title) for p in passages]
     sentences = [embed_sentences(p) for p in passages]
-    texts += [t for ss in sentences for t in ss]
     vhashes = [vhash(enc.name, t) for t in texts]
-    n = len(passages)
-    with store.build_lock(index_dir):
-        vectors, fresh = embed_reusing(enc, texts, vhashes, previous_vectors(index_dir, enc), progress)
+    sentence_vhashes = [vhash(enc.name, t) for ss in sentences for t in ss]
+    mine = np.arange(len(passages)) if shard[1] == 1 else \
+        np.array([r for r, p in enumerate(passages) if shard_of(p.id, shard[1]) == shard[0]], dtype=np.int64)
+    todo = [texts[r] for r in mine] + [t for r in mine for t in sentences[r]]
+    todo_hashes = [vhashes[r] for r in mine] + [vhash(enc.name, t) for r in mine for t in sentences[r]]
+    n = len(mine)
+    with target.building():
+        vectors, fresh = embed_reusing(enc, todo, todo_hashes, previous_vectors(target, enc, set(todo_hashes)),
+                                       progress)
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():  # never written: every score against them would be NaN
             raise EncoderError(f"encoder {enc.name!r} gave NaN or infinite vectors for {int(bad.sum())} of "
-                               f"{len(texts)} texts (first: {texts[int(np.argmax(bad))][:40]!r}); check the model")
+                               f"{len(todo)} texts (first: {todo[int(np.argmax(bad))][:40]!r}); check the model")
         if progress:
             progress("index", 0, 1)
-        dense = DenseIndex.build(vectors[:n], config.exact_limit, config.ivf_target_recall)
-        sent = SentenceVectors.build(vectors[n:], map(len, sentences))
-        lexical = LexicalIndex.build([p.text for p in passages], config.bm25_k1, config.bm25_b)
-        grams = corpus_grams(passages, config.char_grams_limit)
-        manifest = store.write_build(index_dir, ingest.documents, passages, vhashes[:n], dense, lexical, sent, {
+        grams = None if len(passages) > config.char_grams_limit else \
+            corpus_grams([passages[r] for r in mine], config.char_grams_limit)
+        written = target.write(Built(ingest.documents, passages, vhashes, [len(ss) for ss in sentences],
+                                     sentence_vhashes, mine, vectors[:n], vectors[n:], {
             "encoder": {"name": enc.name, "dim": enc.dim},
             "split": split.to_json(),
             "read": read_settings,
@@ -150,12 +158,12 @@ def build_index(corpus: str | Path, index_dir: Path, enc: Encoder, split: SplitC
             "corpus": {"path": str(Path(corpus).resolve()), "files": ingest.hashes},
             "skipped": [list(s) for s in ingest.skipped],
             "warnings": [list(w) for w in ingest.warnings],
-        }, grams)
+        }, grams, shard), config, progress)
         if progress:
             progress("index", 1, 1)
-    report.documents, report.passages, report.sentences = len(ingest.documents), n, len(texts) - n
+    report.documents, report.passages, report.sentences = len(ingest.documents), n, len(todo) - n
     report.embedded = int(fresh[:n].sum())
     report.reused, report.sentences_embedded = n - report.embedded, int(fresh[n:].sum())
+    report.missing = written.missing
     report.seconds = time.perf_counter() - t0
-    data = store.IndexData(ingest.documents, passages, vhashes[:n], dense, lexical, sent, grams)
-    return data, manifest, report
+    return written.data, written.manifest, report

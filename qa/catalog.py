@@ -1,7 +1,7 @@
 """Catalog: what an index holds, document by document, and adding or removing corpus files.
 
-``list_documents`` reads only the manifest, ``documents.jsonl`` and ``passages.jsonl`` (no vectors,
-no encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` sets them aside; the
+``list_documents`` reads only the manifest, the documents and their passages (no vectors, no
+encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` sets them aside; the
 caller then rebuilds, which embeds only passages the index does not already hold, and deletes the
 set-aside files once the new index is written (or puts them back when the build fails).
 """
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import store
+from .index_spec import open_store
 from .errors import CorpusError
 from .files import NotRegularFileError, open_regular
 from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED, iter_corpus_files
@@ -39,11 +39,13 @@ class DocInfo:
         return asdict(self)
 
 
-def list_documents(index_dir: Path) -> list[DocInfo]:
-    """Every file of the index's corpus: the indexed ones and the skipped ones, by name."""
-    manifest = store.read_manifest(index_dir)
-    docs, counts = store.read_catalog(index_dir, manifest)
-    root = store.corpus_path(manifest, index_dir)
+def list_documents(index_dir: Path | str) -> list[DocInfo]:
+    """Every file of the index's corpus (a folder or ``milvus:…``): the indexed ones and the skipped ones,
+    by name."""
+    target = open_store(index_dir)
+    manifest = target.read_manifest()
+    docs, counts = target.read_catalog(manifest)
+    root = target.corpus_path(manifest)
     warnings: dict[str, list[str]] = {}
     for name, what in manifest.get("warnings", []):
         warnings.setdefault(name, []).append(what)

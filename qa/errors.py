@@ -53,3 +53,7 @@ class BenchError(QAError):
 
 class FeedbackError(QAError):
     """A feedback record or feedback file that cannot be used; the message says which field and why."""
+
+
+class IndexServiceError(QAError):
+    """The engine holding the index (Milvus) cannot be reached, or refused a request."""

@@ -1,8 +1,9 @@
 """Pipeline: the one way in. Build an index from a corpus, load it, ask it questions.
 
 A thin facade over the stages, each its own object with its own config section (``qa.config``):
-``Retriever`` (dense, BM25, fusion), ``Reranker``, ``Abstainer`` and ``pick_quote``; the index's
-files are read and written by ``qa.store`` alone.
+``Retriever`` (dense, BM25, fusion), ``Reranker``, ``Abstainer`` and ``pick_quote``; the index is
+read and written through its store (``qa.stores``): a folder (``qa.store`` alone knows its files) or
+Milvus (``--index milvus:…``, ``qa.milvus_store``).
 
 >>> from qa import Pipeline
 >>> p = Pipeline.open("corpus", "index")            # builds on first use
@@ -25,18 +26,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import conversation, store
+from . import conversation
 from .abstain import Abstainer, CorpusWords
 from .build import BuildReport, Progress, build_index
 from .config import Config, QuestionConfig, SplitConfig
 from .encode import Encoder, encoder_name, load_encoder
 from .errors import IndexMismatchError, IndexMissingError, IndexOutdatedError, IndexWriteError, QuestionError
+from .index_spec import open_store
 from .ingest import current_hashes
 from .quote import pick_quote
 from .rerank import Reranker
 from .retrieve import Retriever
 from .schema import MODES, Answer, Document, Hit
-from .search import DenseIndex, LexicalIndex, SentenceVectors
+from .stores import DenseSearch, IndexData, LexicalSearch, SentenceSearch, Store
 
 MAX_QUESTION_CHARS = QuestionConfig().max_chars
 
@@ -64,17 +66,16 @@ def clean_question(question: str, max_chars: int = MAX_QUESTION_CHARS) -> tuple[
 class Pipeline:
     """A loaded index plus its encoder: ``ask`` questions, look up documents."""
 
-    def __init__(self, index_dir: Path, manifest: dict, data: store.IndexData, encoder: Encoder,
+    def __init__(self, index_dir: Path | str, manifest: dict, data: IndexData, encoder: Encoder,
                  config: Config = Config()):
         self.index_dir, self.manifest, self.encoder, self.config = index_dir, manifest, encoder, config
         self._data = data
         self.documents: dict[str, Document] = {d.doc_id: d for d in data.documents}
         self.passages = data.passages
-        self.dense: DenseIndex = data.dense
-        self.lexical: LexicalIndex = data.lexical
-        self.sentences: SentenceVectors = data.sentences
-        self.words = CorpusWords(data.passages, data.lexical.bm25.vocab_dict, data.grams,
-                                 config.index.char_grams_limit)
+        self.dense: DenseSearch = data.dense
+        self.lexical: LexicalSearch = data.lexical
+        self.sentences: SentenceSearch = data.sentences
+        self.words = CorpusWords(data.passages, data.lexical.vocab, data.grams, config.index.char_grams_limit)
         self.retriever = Retriever(data.dense, data.lexical, encoder, self.words, config.search)
         self.reranker = Reranker(data.passages, self.documents, data.sentences, config.rerank, config.match)
         self.abstainer = Abstainer(data.passages, data.lexical, data.sentences, self.words, config.abstain,
@@ -84,22 +85,34 @@ class Pipeline:
     # ---- building and loading -------------------------------------------------
 
     @classmethod
-    def build(cls, corpus: str | Path = "corpus", index_dir: str | Path = "index", encoder: str | Encoder | None = None,
-              split: SplitConfig | None = None, progress: Progress | None = None,
+    def build(cls, corpus: str | Path = "corpus", index_dir: str | Path | Store = "index",
+              encoder: str | Encoder | None = None, split: SplitConfig | None = None, progress: Progress | None = None,
               config: Config = Config()) -> tuple[Pipeline, BuildReport]:
-        """Read, clean, split, embed and index a corpus; write it atomically to ``index_dir``
-        (``split``: the passage size, ``config.split`` unless given)."""
+        """Read, clean, split, embed and index a corpus; write it atomically to ``index_dir`` (a folder,
+        or ``milvus:…``; ``split``: the passage size, ``config.split`` unless given)."""
+        target = open_store(index_dir)
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
-        data, manifest, report = build_index(corpus, Path(index_dir), enc, split or config.split, config.index,
+        data, manifest, report = build_index(corpus, target, enc, split or config.split, config.index,
                                              progress, config.read)
-        return cls(Path(index_dir), manifest, data, enc, config), report
+        return cls(target.location, manifest, data, enc, config), report
 
     @classmethod
-    def load(cls, index_dir: str | Path = "index", encoder: str | Encoder | None = None,
+    def build_shard(cls, corpus: str | Path, index_dir: str | Path | Store, shard: tuple[int, int],
+                    encoder: str | Encoder | None = None, split: SplitConfig | None = None,
+                    progress: Progress | None = None, config: Config = Config()) -> BuildReport:
+        """Embed and write share I of N of a corpus into a Milvus index (``shard`` = (I, N)), one machine
+        of N; the last of them to finish makes the new index live (``BuildReport.missing`` is then empty)."""
+        enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
+        return build_index(corpus, open_store(index_dir), enc, split or config.split, config.index, progress,
+                           config.read, shard)[2]
+
+    @classmethod
+    def load(cls, index_dir: str | Path | Store = "index", encoder: str | Encoder | None = None,
              config: Config = Config()) -> Pipeline:
         """Open a built index; the encoder must be the one it was built with."""
-        index_dir = Path(index_dir)
-        manifest = store.read_manifest(index_dir)
+        target = open_store(index_dir)
+        index_dir = target.location
+        manifest = target.read_manifest()
         built_with = manifest["encoder"]["name"]
         name = _spec_name(built_with if encoder is None else encoder)
         if name != built_with:
@@ -107,7 +120,7 @@ class Pipeline:
                 f"index {str(index_dir)!r} was built with encoder {built_with!r}, not {name!r}; "
                 f"use --encoder {built_with} or rebuild: python -m qa build --index {index_dir} --encoder {name}"
             )
-        data = store.read_index(index_dir, manifest)
+        data = target.read_index(manifest)
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(built_with if encoder is None else encoder)
         if enc.dim != manifest["encoder"]["dim"]:
             raise IndexMismatchError(
@@ -116,7 +129,7 @@ class Pipeline:
         return cls(index_dir, manifest, data, enc, config)
 
     @classmethod
-    def open(cls, corpus: str | Path | None = "corpus", index_dir: str | Path = "index",
+    def open(cls, corpus: str | Path | None = "corpus", index_dir: str | Path | Store = "index",
              encoder: str | Encoder | None = None, progress: Progress | None = None,
              config: Config = Config()) -> Pipeline:
         """Load ``index_dir``, building it first when it is missing or its corpus changed.
@@ -125,38 +138,44 @@ class Pipeline:
         encoder than the index's is an ``IndexMismatchError`` (switch encoders with
         ``build``). ``corpus=None`` means the corpus the index was built from (``corpus/`` for a
         new one): an index is refreshed without being told only from the folder it was built from
-        (``store.corpus_path``), never from another that happens to have the same relative name.
+        (``Store.corpus_path``), never from another that happens to have the same relative name.
         With that folder gone or unknown, the index is served as it is, and so it is when the
         refresh cannot be written (``warnings`` says why). An index of an older format is rebuilt
         the same way (its passage vectors are reused).
         """
         outdated = False
+        target = open_store(index_dir)
         try:
-            manifest = store.read_manifest(Path(index_dir))
+            manifest = target.read_manifest()
         except IndexMissingError:
-            return cls.build("corpus" if corpus is None else corpus, index_dir, encoder, progress=progress,
+            return cls.build("corpus" if corpus is None else corpus, target, encoder, progress=progress,
                              config=config)[0]
         except IndexOutdatedError:
-            manifest, outdated = store.read_manifest(Path(index_dir), any_version=True), True
+            manifest, outdated = target.read_manifest(any_version=True), True
         if corpus is None:
-            corpus = store.corpus_path(manifest, Path(index_dir))
+            corpus = target.corpus_path(manifest)
             if corpus is None:
-                return cls.load(index_dir, encoder, config)
+                return cls.load(target, encoder, config)
         built_with = manifest["encoder"]["name"]
         if encoder is not None and _spec_name(encoder) != built_with:
-            return cls.load(index_dir, encoder, config)  # raises the mismatch with its fix
+            return cls.load(target, encoder, config)  # raises the mismatch with its fix
         if Path(corpus).exists() and (outdated or is_stale(manifest, corpus)):  # rebuilt as it was built
             try:
-                return cls.build(corpus, index_dir, encoder or built_with, SplitConfig.of_index(manifest),
+                return cls.build(corpus, target, encoder or built_with, SplitConfig.of_index(manifest),
                                  progress, config)[0]
             except IndexWriteError as exc:
                 if outdated:
                     raise
-                served = cls.load(index_dir, encoder, config)  # the index as it was: still whole, still answers
+                served = cls.load(target, encoder, config)  # the index as it was: still whole, still answers
                 served.warnings.append(f"the corpus changed but the index could not be refreshed: {exc}; "
                                        f"answering from the index as it was")
                 return served
-        return cls.load(index_dir, encoder, config)
+        return cls.load(target, encoder, config)
+
+    @property
+    def feedback_path(self) -> Path:
+        """The file users' ratings of this index's answers go to (``qa.feedback``)."""
+        return open_store(self.index_dir).feedback_path()
 
     def with_config(self, config: Config) -> Pipeline:
         """The same loaded index with other query-time settings (``split`` and ``index`` apply to builds)."""

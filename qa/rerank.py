@@ -19,8 +19,9 @@ import numpy as np
 from .config import MatchConfig, RerankConfig
 from .kinds import asked_kind, states
 from .schema import Document, Passage
-from .search import SentenceVectors, TitleIndex, minmax
+from .search import TitleIndex, minmax
 from .split import sentence_spans
+from .stores import SentenceSearch
 from .text import char_bigrams, char_trigrams, cjk_chars, fold, has_cjk, tokenize
 
 DEFAULT_MATCH = MatchConfig()
@@ -126,7 +127,7 @@ class Reranker:
     "大沙地站共有几层?" is about the article 大沙地站, not 大沙东站, however alike their passages read.
     """
 
-    def __init__(self, passages: Sequence[Passage], documents: dict[str, Document], sentences: SentenceVectors,
+    def __init__(self, passages: Sequence[Passage], documents: dict[str, Document], sentences: SentenceSearch,
                  config: RerankConfig = RerankConfig(), match: MatchConfig = DEFAULT_MATCH):
         self.passages, self.documents, self.sentences = passages, documents, sentences
         self.config, self.match = config, match

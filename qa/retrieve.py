@@ -1,7 +1,7 @@
 """Retrieve: the passages a question's words and meaning find, from one retriever or both fused.
 
 ``Retriever`` embeds the question (cached), adds CC-CEDICT translations for BM25 when an English
-question meets a Chinese corpus, and returns candidates: dense (FAISS), lexical (BM25) or hybrid,
+question meets a Chinese corpus, and returns candidates: dense, lexical (BM25) or hybrid,
 the union of both lists fused by min-max scores (``qa.search.fuse_scores``).
 """
 
@@ -17,7 +17,8 @@ from .abstain import CorpusWords
 from .config import SearchConfig
 from .encode import Encoder
 from .schema import Mode
-from .search import DenseIndex, LexicalIndex, fuse_scores, top_k
+from .search import fuse_scores
+from .stores import DenseSearch, LexicalScores, LexicalSearch
 from .text import has_cjk
 from .translate import translate
 
@@ -27,20 +28,20 @@ QUERY_CACHE = 2048  # recently asked questions whose vectors are kept
 class Query(NamedTuple):
     """A question as retrieval reads it. ``translation``: ``qa.translate.translate``'s result for an
     English question over a Chinese corpus, else None; ``lexical``: the text BM25 scores (with the
-    translations in front); ``vector``: (dim,) float32, L2-normalised; ``bm25``: BM25 scores of every
-    passage, (n_passages,) float32, or None in dense mode."""
+    translations in front); ``vector``: (dim,) float32, L2-normalised; ``bm25``: the question's BM25
+    scores (``LexicalScores``: its top rows, or the scores of given rows), or None in dense mode."""
 
     text: str
     translation: tuple[list[str], list[str], int] | None
     lexical: str
     vector: np.ndarray
-    bm25: np.ndarray | None
+    bm25: LexicalScores | None
 
 
 class Retriever:
     """Dense, lexical and fused candidates for a question (``SearchConfig``)."""
 
-    def __init__(self, dense: DenseIndex, lexical: LexicalIndex, encoder: Encoder, words: CorpusWords,
+    def __init__(self, dense: DenseSearch, lexical: LexicalSearch, encoder: Encoder, words: CorpusWords,
                  config: SearchConfig = SearchConfig()):
         self.dense, self.lexical, self.encoder, self.words, self.config = dense, lexical, encoder, words, config
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -75,7 +76,7 @@ class Retriever:
         vector = self.query_vector(question)
         tr = self.translation(question)
         lexical = self.lexical_query(question, tr)
-        return Query(question, tr, lexical, vector, None if mode == "dense" else self.lexical.scores(lexical))
+        return Query(question, tr, lexical, vector, None if mode == "dense" else self.lexical.score(lexical))
 
     def search(self, query: Query, k: int, mode: Mode) -> tuple[np.ndarray, np.ndarray]:
         """Passage rows and scores, best first: the top ``k`` of one retriever, or for ``hybrid``
@@ -83,9 +84,10 @@ class Retriever:
         if mode == "dense":
             return self.dense.search(query.vector, k)
         if mode == "bm25":
-            return top_k(query.bm25, k)
+            return query.bm25.top(k)
         n = max(self.config.candidates, k)
         d_ids, _ = self.dense.search(query.vector, n)
-        b_ids, _ = top_k(query.bm25, n)
+        b_ids, _ = query.bm25.top(n)
         cand = np.union1d(d_ids, b_ids)
-        return fuse_scores(cand, self.dense.vectors(cand) @ query.vector, query.bm25[cand], self.config.dense_weight)
+        return fuse_scores(cand, self.dense.vectors(cand) @ query.vector, query.bm25.of(cand),
+                           self.config.dense_weight)

@@ -271,6 +271,15 @@ class LexicalIndex:
         bm25.index((corpus_ids, vocab), show_progress=False)
         return cls(bm25)
 
+    @property
+    def vocab(self) -> dict[str, int]:
+        """Every token of the indexed passages (abstention asks it whether the corpus uses a word)."""
+        return self.bm25.vocab_dict
+
+    def score(self, question: str) -> BM25Scores:
+        """A question's BM25 scores, as retrieval and abstention read them (``BM25Scores``)."""
+        return BM25Scores(self.scores(question))
+
     def scores(self, question: str) -> np.ndarray:
         """BM25 score of every passage for a question: (n_passages,) float32."""
         tokens = [t for t in tokenize(question) if t in self.bm25.vocab_dict]
@@ -286,6 +295,22 @@ class LexicalIndex:
     def load(cls, folder: Path, mmap: bool = False) -> LexicalIndex:
         """Read an index written by ``save``."""
         return cls(_bm25s().BM25.load(str(folder), mmap=mmap, show_progress=False, verbosity=0))
+
+
+class BM25Scores:
+    """One question's BM25 scores over every passage, ``array`` (n_passages,) float32: its best rows
+    (``top``) or the scores of given rows (``of``). A Milvus index answers the same two calls."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the k best passages that hold a word of the question (``top_k``)."""
+        return top_k(self.array, k)
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """Scores of passage rows ``ids``: (len(ids),) float32, 0 where no word matches."""
+        return self.array[ids]
 
 
 def _bm25s():

@@ -41,9 +41,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
 
 from .errors import IndexCorruptError, IndexLockedError, IndexWriteError, QAError
 from .files import file_digest
@@ -58,8 +55,9 @@ from .manifest import (  # noqa: F401 - re-exported: the store is the one way to
     rebuild_command,
     verify_files,
 )
-from .schema import Block, Document, Passage
+from .schema import Document, Passage
 from .search import DenseIndex, LexicalIndex, SentenceVectors
+from .stores import IndexData, Reusable, document_from_record, document_record, passage_of  # noqa: F401 - re-exported
 from .text import CharGrams
 
 DOCUMENTS, PASSAGES, DENSE, LEXICAL, SENTENCES, GRAMS = (
@@ -221,34 +219,16 @@ def remove_stale(index_dir: Path, keep: str | None) -> None:
 
 
 def write_documents(path: Path, docs: list[Document]) -> None:
-    """One JSON object a line per document, text included."""
+    """One JSON object a line per document, text included (``stores.document_record``)."""
     with path.open("w", encoding="utf-8") as fh:
         for d in docs:
-            rec = {
-                "doc_id": d.doc_id, "title": d.title, "date": d.date, "source": d.source,
-                "encoding": d.encoding, "text": d.text,
-                "blocks": [[b.start, b.end, b.paragraph, b.heading] for b in d.blocks],
-                "dropped": [list(x) for x in d.dropped],
-            }
-            if d.pages:  # absent for formats without pages, and in indexes written before PDFs were read
-                rec["pages"] = list(d.pages)
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(document_record(d), ensure_ascii=False) + "\n")
 
 
 def read_documents(path: Path) -> list[Document]:
     """Inverse of ``write_documents``."""
-    docs = []
     with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            docs.append(Document(
-                doc_id=r["doc_id"], text=r["text"], title=r["title"], date=r["date"],
-                source=r["source"], encoding=r["encoding"],
-                blocks=tuple(Block(*b) for b in r["blocks"]),
-                dropped=tuple(tuple(x) for x in r["dropped"]),
-                pages=tuple(r.get("pages", ())),
-            ))
-    return docs
+        return [document_from_record(json.loads(line)) for line in fh]
 
 
 def write_passages(path: Path, passages: list[Passage], vhashes: list[str]) -> None:
@@ -272,12 +252,8 @@ def read_passages(path: Path, docs: dict[str, Document]) -> tuple[list[Passage],
     with path.open(encoding="utf-8") as fh:
         for line in fh:
             r = json.loads(line)
-            doc = docs[r["doc_id"]]
-            passages.append(Passage(
-                id=r["id"], doc_id=r["doc_id"], text=doc.text[r["start"]:r["end"]],
-                start=r["start"], end=r["end"], title=doc.title,
-                paragraph=r["paragraph"], heading=r["heading"], page=doc.page_at(r["start"]),
-            ))
+            passages.append(passage_of(docs[r["doc_id"]], r["id"], r["start"], r["end"], r["paragraph"],
+                                       r["heading"]))
             vhashes.append(r["vhash"])
     return passages, vhashes
 
@@ -314,19 +290,6 @@ def read_extracted(index_dir: Path, read_settings: dict) -> dict[str, tuple[str,
     return {d.doc_id: (hashes[d.doc_id], d, warnings.get(d.doc_id, [])) for d in docs if d.doc_id in hashes}
 
 
-class IndexData(NamedTuple):
-    """What one build holds, read back: the stages' objects and each passage's embedding hash.
-    ``grams`` is None for indexes written before the corpus's character pairs were stored."""
-
-    documents: list[Document]
-    passages: list[Passage]
-    vhashes: list[str]
-    dense: DenseIndex
-    lexical: LexicalIndex
-    sentences: SentenceVectors
-    grams: CharGrams | None
-
-
 def read_index(index_dir: Path, manifest: dict, deep: bool | None = None) -> IndexData:
     """Check (``verify_files``) and read every file of the build the manifest names; a file that
     cannot be read is an ``IndexCorruptError`` that says how to rebuild."""
@@ -349,18 +312,6 @@ def read_index(index_dir: Path, manifest: dict, deep: bool | None = None) -> Ind
             f"passages for {len(passages)} passages; rebuild with: {rebuild_command(index_dir, manifest)}"
         )
     return IndexData(docs, passages, vhashes, dense, lexical, sentences, grams)
-
-
-class Reusable(NamedTuple):
-    """What a rebuild may reuse of the current build: ``encoder`` (the manifest's name and dim),
-    each passage's embedding hash and vector, and, when the index has them (not format 1), the
-    passages and their sentence vectors."""
-
-    encoder: dict
-    vhashes: list[str]
-    vectors: np.ndarray
-    passages: list[Passage] | None
-    sentence_vectors: np.ndarray | None
 
 
 def read_reusable(index_dir: Path) -> Reusable | None:

