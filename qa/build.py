@@ -111,13 +111,15 @@ def previous_vectors(target: Store, enc: Encoder, wanted: set[str]) -> dict[str,
 
 def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, split: SplitConfig = SplitConfig(),
                 config: IndexConfig = IndexConfig(), progress: Progress | None = None,
-                read: ReadConfig = ReadConfig(), shard: tuple[int, int] = (1, 1)
-                ) -> tuple[IndexData | None, dict | None, BuildReport]:
+                read: ReadConfig = ReadConfig(), shard: tuple[int, int] = (1, 1),
+                reuse: str | Path | Store | None = None) -> tuple[IndexData | None, dict | None, BuildReport]:
     """Read (``read``: PDF, Word and web pages), clean, split, embed and index ``corpus``; write it
     atomically to ``index`` (a folder, ``milvus:…``, or a ``Store``).
 
     ``shard`` (I, N): embed and write only the passages and documents of share I (``shard_of``); the
-    last of the N builds to finish makes the index live (Milvus only). Returns what was written
+    last of the N builds to finish makes the index live (Milvus only). ``reuse``: another index built with
+    the same encoder whose vectors are taken too (a folder index moved into Milvus is not embedded again).
+    Returns what was written
     (without reading it back) and the manifest, both None while shards are missing, and the report.
     """
     t0 = time.perf_counter()
@@ -139,8 +141,10 @@ def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, spl
     todo_hashes = [vhashes[r] for r in mine] + [vhash(enc.name, t) for r in mine for t in sentences[r]]
     n = len(mine)
     with target.building():
-        vectors, fresh = embed_reusing(enc, todo, todo_hashes, previous_vectors(target, enc, set(todo_hashes)),
-                                       progress)
+        known = previous_vectors(target, enc, set(todo_hashes))
+        if reuse is not None:
+            known |= previous_vectors(open_store(reuse), enc, set(todo_hashes) - set(known))
+        vectors, fresh = embed_reusing(enc, todo, todo_hashes, known, progress)
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():  # never written: every score against them would be NaN
             raise EncoderError(f"encoder {enc.name!r} gave NaN or infinite vectors for {int(bad.sum())} of "

@@ -86,8 +86,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if shard:
         rep = Pipeline.build_shard(corpus, target, shard, encoder, split, _progress_bar(not args.quiet), _config(args))
     else:
-        rep = Pipeline.build(corpus, target, encoder, split=split, progress=_progress_bar(not args.quiet),
-                             config=_config(args))[1]
+        rep = Pipeline.build(corpus, target, encoder, split, _progress_bar(not args.quiet), _config(args),
+                             getattr(args, "reuse_vectors", None))[1]
     for name, why in rep.skipped:
         print(inert(f"skipped {name}: {why}"), file=sys.stderr)
     for name, what in rep.warnings:
@@ -241,7 +241,6 @@ def cmd_feedback_export(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the bundled model as a sentence-transformers folder, or as an int8 ONNX folder."""
     from .exports import export_model
-
     try:
         out = export_model(args.out_dir, overwrite=args.overwrite, format=args.format)
     except (FileExistsError, ValueError) as exc:
@@ -292,6 +291,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.add_argument("--shard", default=None, metavar="I/N",
                    help="embed share I of N into a Milvus index, one of N machines (the last to finish makes it live)")
+    b.add_argument("--reuse-vectors", type=index_arg, metavar="INDEX", help="take the vectors of INDEX (same encoder)")
     b.set_defaults(func=cmd_build)
 
     a = sub.add_parser("ask", help="answer a question")

@@ -87,13 +87,14 @@ class Pipeline:
     @classmethod
     def build(cls, corpus: str | Path = "corpus", index_dir: str | Path | Store = "index",
               encoder: str | Encoder | None = None, split: SplitConfig | None = None, progress: Progress | None = None,
-              config: Config = Config()) -> tuple[Pipeline, BuildReport]:
+              config: Config = Config(), reuse: str | Path | Store | None = None) -> tuple[Pipeline, BuildReport]:
         """Read, clean, split, embed and index a corpus; write it atomically to ``index_dir`` (a folder,
-        or ``milvus:…``; ``split``: the passage size, ``config.split`` unless given)."""
+        or ``milvus:…``; ``split``: the passage size, ``config.split`` unless given; ``reuse``: another
+        index, built with the same encoder, whose vectors are taken instead of embedding again)."""
         target = open_store(index_dir)
         enc = encoder if isinstance(encoder, Encoder) else load_encoder(encoder)
         data, manifest, report = build_index(corpus, target, enc, split or config.split, config.index,
-                                             progress, config.read)
+                                             progress, config.read, reuse=reuse)
         return cls(target.location, manifest, data, enc, config), report
 
     @classmethod

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import OFF_TOPIC, REAL_CORPUS, REAL_QUESTION, TINY_DOCS, run_qa
+from conftest import OFF_TOPIC, REAL_CORPUS, REAL_QUESTION, TINY_DOCS, run_qa, write_corpus
 
-from qa import Answer
+from qa import Answer, Pipeline
 from qa.errors import QuestionError
 from qa.pipeline import MAX_QUESTION_CHARS, clean_question
 
@@ -242,3 +242,15 @@ def test_the_example_at_the_top_of_the_pipeline_module_is_true(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)  # the example builds corpus/ into index/ of the working folder
     result = doctest.testmod(qa.pipeline, verbose=False)
     assert result.attempted >= 4 and result.failed == 0
+
+
+def test_a_build_takes_the_vectors_of_another_index_of_the_same_encoder(tmp_path):
+    # e.g. a folder index moved into Milvus (build --reuse-vectors INDEX): nothing is embedded again
+    corpus = write_corpus(tmp_path / "corpus")
+    Pipeline.build(corpus, tmp_path / "a", "hash")
+    p, rep = Pipeline.build(corpus, tmp_path / "b", "hash", reuse=tmp_path / "a")
+    assert rep.passages > 0 and (rep.embedded, rep.sentences_embedded, rep.reused) == (0, 0, rep.passages)
+    assert p.ask("相城区有多少家区块链企业？").hits[0].passage.id == Pipeline.load(tmp_path / "a").ask(
+        "相城区有多少家区块链企业？").hits[0].passage.id
+    _, other = Pipeline.build(corpus, tmp_path / "c", "hash:32", reuse=tmp_path / "a")  # another encoder's: never
+    assert other.embedded == other.passages
