@@ -200,7 +200,8 @@ class QuoteConfig:
     ``char_share_weight`` x its share of the characters of
     the question's content words beyond the title's (a paraphrase keeps one). A neighbour holding
     ``neighbour_gain`` of the question that the best sentence lacks is quoted with it; a sentence of
-    fewer than ``min_quote_chars`` letters and digits is quoted with the next."""
+    fewer than ``min_quote_chars`` letters and digits is quoted with the next; with ``pronoun_lead``, one
+    whose subject is a pronoun ("它…", "其…") with the one before, which names what it stands for."""
 
     char_share_weight: float = 0.6
     when_bonus: float = 0.35
@@ -209,6 +210,7 @@ class QuoteConfig:
     where_bonus: float = 0.2
     neighbour_gain: float = 0.1
     min_quote_chars: int = 8
+    pronoun_lead: bool = True
 
 
 @dataclass(frozen=True)

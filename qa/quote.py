@@ -19,6 +19,8 @@ from .split import quote_spans
 from .text import char_bigrams, char_trigrams, cjk_chars, content_words, fold
 
 _WORD_CHARS = re.compile(r"\w")
+# A sentence whose subject is a pronoun: what it stands for is named in the sentence before.
+_PRONOUN = re.compile(r"[「“\"（(]?(?:它|他|她|其|该|該|此|这|這|后者|後者|前者|两者|兩者|二者)")
 
 
 def _cue_bonus(question: str, sentence: str, config: QuoteConfig) -> float:
@@ -52,7 +54,8 @@ def pick_quote(
     "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。朱载圳贪婪蛮横…") and an ``embed``
     function is given, the sentence with the highest cosine to ``query_vector`` is chosen instead. A
     neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen sentence
-    lacks is quoted with it.
+    lacks is quoted with it, and so is the sentence before one whose subject is a pronoun
+    (``config.pronoun_lead``).
     """
     spans = quote_spans(passage_text)
     if len(spans) == 1:
@@ -92,6 +95,8 @@ def pick_quote(
         n = neighbours[int(np.argmax(gains))]  # the one before wins a tie
         if max(gains) >= config.neighbour_gain:
             s, e = min(s, spans[n][0]), max(e, spans[n][1])
+    if config.pronoun_lead and best > 0 and _PRONOUN.match(passage_text[spans[best][0]:spans[best][1]]):
+        s = min(s, spans[best - 1][0])  # "它…": the sentence before names what it is
     return Quote(passage_text[s:e], s, e)
 
 

@@ -53,6 +53,7 @@ QUOTE_GRID = {
     "quote.where_bonus": (0.0, 0.1, 0.2, 0.4),
     "quote.neighbour_gain": (0.05, 0.1, 0.2, 1.0),
     "quote.min_quote_chars": (4, 8, 12),
+    "quote.pronoun_lead": (False, True),
 }
 
 

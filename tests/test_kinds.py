@@ -99,3 +99,11 @@ def test_eval_reports_the_kind_stated_per_kind():
     s = summarize(outcomes, k=5)
     assert s["kind_answered"] == pytest.approx(2 / 3) and s["kind_answered_when"] == pytest.approx(2 / 3)
     assert s["kind_n_when"] == 3 and s["kind_answered_who"] is None and s["quote_chars_mean"] == 10
+
+
+def test_a_sentence_whose_subject_is_a_pronoun_is_quoted_with_the_one_naming_it():
+    from qa.config import QuoteConfig
+    q = "哪个城市的区块链发展水平排名第4？"
+    text = "苏州位于长江三角洲。它的区块链发展水平在2021年排名第4。相城区集聚了160家企业。"
+    assert pick_quote(q, text).text == "苏州位于长江三角洲。它的区块链发展水平在2021年排名第4。"
+    assert pick_quote(q, text, config=QuoteConfig(pronoun_lead=False)).text == "它的区块链发展水平在2021年排名第4。"
