@@ -10,7 +10,7 @@ checks read every passage's BM25 scores, which this script does not keep).
     python scripts/transfer.py [--out docs/eval/transfer.md]
 
 Needs the eval indexes (``python -m qa eval evals/drcd/dev.questions.jsonl --docs evals/drcd/dev.docs.jsonl``
-builds index/eval/drcd-dev, likewise CMRC); the questions' candidates are kept in index/eval/*/transfer.pkl.
+builds index/eval/drcd-dev.docs, likewise CMRC); the questions' candidates are kept in index/eval/*/transfer.pkl.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from qa.quote import pick_quote  # noqa: E402
 from qa.rerank import Reranker  # noqa: E402
 from qa.text import fold  # noqa: E402
 
-SETS = {"DRCD": ("evals/drcd/dev.questions.jsonl", "evals/drcd/dev.docs.jsonl", "index/eval/drcd-dev"),
-        "CMRC": ("evals/cmrc2018/dev.questions.jsonl", "evals/cmrc2018/dev.docs.jsonl", "index/eval/cmrc2018-dev")}
+SETS = {"DRCD": ("evals/drcd/dev.questions.jsonl", "evals/drcd/dev.docs.jsonl", "index/eval/drcd-dev.docs"),
+        "CMRC": ("evals/cmrc2018/dev.questions.jsonl", "evals/cmrc2018/dev.docs.jsonl", "index/eval/cmrc2018-dev.docs")}
 RERANK_GRID = {
     "rerank.sentence_weight": (0.5, 0.75, 1.0, 1.5),
     "rerank.sentence_dense_weight": (0.0, 0.15, 0.3, 0.5),
