@@ -34,7 +34,7 @@ _ASKS = (
 
 _NUMERAL = "零〇一二两三四五六七八九十百千万亿"
 # A date or time: a number (or numerals) with 年/月/日/号/时/点/世纪/年代, a four-digit year, 周一…
-_DATE = re.compile(rf"\d{{1,4}}\s*(?:年|月|日|号|时|点|世纪|年代)|[{_NUMERAL}]+\s*(?:年|月|日|世纪|年代)|"
+_DATE = re.compile(rf"\d{{1,4}}\s*(?:年|月|日|号(?![线楼院])|时|点|世纪|年代)|[{_NUMERAL}]+\s*(?:年|月|日|世纪|年代)|"
                    r"(?<!\d)(?:1[0-9]|20)\d\d(?!\d)|[周星期礼拜][一二三四五六日天]|[春夏秋冬]季|[上中下]旬")
 # A number with its measure word (digits may stand alone; numerals need one: not the 一 of 统一).
 _UNIT = r"(?:[个家项条年月日次位名所种座只件人天岁倍层部届场支首台辆公米克吨元%％成]|平方|英[尺里寸])"

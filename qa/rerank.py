@@ -22,7 +22,7 @@ from .schema import Document, Passage
 from .search import TitleIndex, minmax
 from .split import sentence_spans
 from .stores import SentenceSearch
-from .text import char_bigrams, char_trigrams, cjk_chars, fold, has_cjk, tokenize
+from .text import char_bigrams, char_trigrams, cjk_chars, content_words, fold, has_cjk, tokenize
 
 DEFAULT_MATCH = MatchConfig()
 
@@ -169,8 +169,9 @@ class Reranker:
         For a question of a kind in ``kinds_first`` ("苏州是什么时候获批…?"), when the best sentence
         of the first passage states none of that kind ("近日,工信部正式復函…": recently), the first
         of the next ``kind_depth - 1`` passages whose best sentence does ("2021年11月,工信部正式复函…")
-        and says at least ``kind_min_support`` of the question, and no more than ``kind_support_gap`` less
-        than the first's, goes first, its score raised just above the first's."""
+        says at least ``kind_min_support`` of the question, no more than ``kind_support_gap`` less than the
+        first's, and names the question's subject (its first content word: "劲松站什么时候投入使用?" is
+        not answered by another station's opening date), goes first, its score raised just above the first's."""
         cfg = self.config
         kind = asked_kind(question) if cfg.kind_depth > 1 and len(ids) > 1 else None
         if kind not in cfg.kinds_first:
@@ -181,9 +182,12 @@ class Reranker:
             return ids, scores
         floor = max(cfg.kind_min_support,
                     best_sentence_overlap(q_grams, first_text, match=self.match) - cfg.kind_support_gap)
+        words = content_words(question)
+        subject = words[0][0] if words else ""  # "劲松站什么时候投入使用?": 劲松
         for j in range(1, min(cfg.kind_depth, len(ids))):
             text = self.passages[int(ids[j])].text
-            if states(kind, best_sentence(q_grams, text, self.match), question) \
+            sentence = best_sentence(q_grams, text, self.match)
+            if states(kind, sentence, question) and subject in fold(sentence) \
                     and best_sentence_overlap(q_grams, text, match=self.match) >= floor:
                 order = np.r_[j, np.arange(j), np.arange(j + 1, len(ids))]
                 scores = scores.copy()

@@ -40,6 +40,7 @@ RERANK_GRID = {
     "rerank.sentence_dense_weight": (0.0, 0.15, 0.3, 0.5),
     "rerank.number_weight": (0.0, 0.1, 0.2, 0.3),
     "rerank.title_weight": (0.0, 0.1, 0.2, 0.3),
+    "rerank.kind_depth": (1, 2, 3, 5),
     "rerank.kind_support_gap": (0.0, 0.1, 0.15, 0.2, 0.3),
     "match.phrase_weight": (0.25, 0.5, 0.75),
     "match.char_weight": (0.1, 0.25, 0.5),

@@ -107,3 +107,12 @@ def test_a_sentence_whose_subject_is_a_pronoun_is_quoted_with_the_one_naming_it(
     text = "苏州位于长江三角洲。它的区块链发展水平在2021年排名第4。相城区集聚了160家企业。"
     assert pick_quote(q, text).text == "苏州位于长江三角洲。它的区块链发展水平在2021年排名第4。"
     assert pick_quote(q, text, config=QuoteConfig(pronoun_lead=False)).text == "它的区块链发展水平在2021年排名第4。"
+
+
+def test_the_passage_moved_up_must_name_the_question_subject():
+    q = "劲松站什么时候投入使用？"
+    first = "劲松站位于北京市朝阳区，是北京地铁10号线的一个车站。"
+    other = _reranker([first, "岩手站于2008年6月14日投入使用。"])  # another station's date: stays second
+    assert other.kind_first(q, np.arange(2), np.array([2.0, 1.9]))[0].tolist() == [0, 1]
+    same = _reranker([first, "劲松站于2008年6月30日投入使用。"])
+    assert same.kind_first(q, np.arange(2), np.array([2.0, 1.9]))[0].tolist() == [1, 0]
