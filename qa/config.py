@@ -208,8 +208,8 @@ class QuoteConfig:
     count_bonus: float = 0.25
     who_bonus: float = 0.2
     where_bonus: float = 0.2
-    neighbour_gain: float = 0.1
-    min_quote_chars: int = 8
+    neighbour_gain: float = 0.05
+    min_quote_chars: int = 12
     pronoun_lead: bool = True
 
 

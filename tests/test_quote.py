@@ -17,7 +17,8 @@ def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_tit
             "本鱼分布于西太平洋区，包括日本、台湾及澳洲等海域。")
     q = "截尾鹦嘴鱼一般分布在什么地方？"
     assert pick_quote(q, text).text.startswith("截尾鹦嘴鱼")  # without a title: the lead sentence wins
-    assert pick_quote(q, text, title="截尾鹦嘴鱼").text.startswith("本鱼分布于西太平洋区")
+    alone = QuoteConfig(neighbour_gain=1.0)  # the chosen sentence, without the neighbour it may be quoted with
+    assert pick_quote(q, text, title="截尾鹦嘴鱼", config=alone).text.startswith("本鱼分布于西太平洋区")
     # Title bigrams still count a little: with no other overlap, the sentence naming the subject wins.
     assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
 
@@ -80,5 +81,5 @@ def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeyp
 
 def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title, answer):
     assert answer in pick_quote(question, passage, title=title).text
-    words_alone = QuoteConfig(char_share_weight=0.0)
+    words_alone = QuoteConfig(char_share_weight=0.0, neighbour_gain=1.0)  # the sentence alone, no neighbour
     assert answer not in pick_quote(question, passage, title=title, config=words_alone).text
