@@ -119,8 +119,8 @@ def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, spl
     ``shard`` (I, N): embed and write only the passages and documents of share I (``shard_of``); the
     last of the N builds to finish makes the index live (Milvus only). ``reuse``: another index built with
     the same encoder whose vectors are taken too (a folder index moved into Milvus is not embedded again).
-    Returns what was written
-    (without reading it back) and the manifest, both None while shards are missing, and the report.
+    Returns what was written (without reading it back) and the manifest, both None while shards are
+    missing, and the report.
     """
     t0 = time.perf_counter()
     target = index if isinstance(index, Store) else open_store(index)

@@ -3,9 +3,9 @@ a fact of that kind.
 
 A "when" question answered with "近日" (recently), a "how many" without a number, a "who" without a
 name reads as a wrong answer even when the passage is right. The quote prefers a sentence that states
-the asked-for kind beyond what the question itself says (``QuoteConfig``), the rerank a passage whose
-best sentence does (``RerankConfig.kind_weight``), and ``qa eval`` reports, per kind, how often the
-quote states one when the gold answer is of that kind.
+the asked-for kind beyond what the question itself says (``QuoteConfig``), the rerank moves up a
+passage whose best sentence states a date a "when" question asks for (``Reranker.kind_first``), and
+``qa eval`` reports, per kind, how often the quote states one when the gold answer is of that kind.
 
 Patterns read folded text (Simplified, lower case, ``qa.text.fold``). Names and places are found by
 jieba's part-of-speech tags (nr*, nt; ns) or a name's middle dot, an organisation's or place's suffix.
