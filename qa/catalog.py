@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .index_spec import open_store
-from .errors import CorpusError
+from .errors import CorpusError, IndexMissingError, QAError
 from .files import NotRegularFileError, open_regular
 from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED, iter_corpus_files
 
@@ -62,6 +62,29 @@ def list_documents(index_dir: Path | str) -> list[DocInfo]:
     out += [DocInfo(name, Path(name).suffix.lstrip(".").lower(), None, 0, size(name), warnings.get(name, []), why)
             for name, why in manifest.get("skipped", [])]
     return sorted(out, key=lambda d: d.name)
+
+
+def corpus_folder(index: str | Path, corpus: str | Path | None = None) -> Path:
+    """The corpus folder ``add`` and ``remove`` change: ``corpus`` when given, else the one ``index`` was
+    built from, else corpus/ (for a new index)."""
+    if corpus is not None:
+        return Path(corpus)
+    target = open_store(index)
+    try:
+        built = target.read_manifest(any_version=True)
+    except IndexMissingError:
+        return Path("corpus")
+    folder = target.corpus_path(built)
+    if folder is None:
+        raise QAError(f"cannot tell which folder index {str(index)!r} was built from; pass --corpus FOLDER")
+    return folder
+
+
+def take_back(corpus: Path, added: Sequence[tuple[str, str]]) -> None:
+    """Delete the files ``add_files`` added (those it replaced stay replaced): a failed build's corpus."""
+    for name, state in added:
+        if state == "added":
+            (corpus / name).unlink(missing_ok=True)
 
 
 def add_files(corpus: Path, files: list[Path]) -> list[tuple[str, str]]:

@@ -135,32 +135,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _corpus_folder(args: argparse.Namespace) -> Path:
-    """The corpus folder ``add`` and ``remove`` change: --corpus, else the index's, else corpus/."""
-    if args.corpus is not None:
-        return Path(args.corpus)
-    target = open_store(args.index)
-    try:
-        built = target.read_manifest(any_version=True)
-    except IndexMissingError:
-        return Path("corpus")
-    folder = target.corpus_path(built)
-    if folder is None:
-        raise QAError(f"cannot tell which folder index {str(args.index)!r} was built from; pass --corpus FOLDER")
-    return folder
-
-
 def cmd_add(args: argparse.Namespace) -> int:
     """Copy files into the index's corpus folder and refresh the index (only new passages are embedded)."""
-    args.corpus = _corpus_folder(args)
-    for name, state in catalog.add_files(args.corpus, args.files):
+    args.corpus = catalog.corpus_folder(args.index, args.corpus)
+    added = catalog.add_files(args.corpus, args.files)
+    for name, state in added:
         print(inert(f"{state} {name}"), file=sys.stderr)
-    return cmd_build(args)
+    try:
+        return cmd_build(args)
+    except BaseException:
+        catalog.take_back(args.corpus, added)  # the corpus stays as the index that answers holds it
+        raise
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete files from the index's corpus folder and refresh the index; the files stay when the build fails."""
-    args.corpus = _corpus_folder(args)
+    args.corpus = catalog.corpus_folder(args.index, args.corpus)
     removal = catalog.remove_files(args.corpus, args.names)
     try:
         status = cmd_build(args)

@@ -127,9 +127,7 @@ def update(holder: PipelineHolder, add: Sequence[Path] = (), remove: Sequence[st
             new, report.build = Pipeline.build(corpus, old.index_dir, old.encoder, SplitConfig.of_index(old.manifest),
                                                progress, old.config)
         except BaseException as exc:
-            for name, state in report.added:
-                if state == "added":
-                    (corpus / name).unlink(missing_ok=True)
+            catalog.take_back(corpus, report.added)
             if removal:
                 removal.undo()
                 if isinstance(exc, EmptyCorpusError):

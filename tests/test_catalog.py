@@ -127,3 +127,18 @@ def test_removing_the_last_readable_document_puts_it_back_and_keeps_the_index(tm
     assert sorted(p.name for p in corpus.iterdir()) == ["locked.pdf", "river.txt"]
     assert "river.txt" in _docs(index, capsys)
     assert _answer(index, capsys, "长江全长多少公里？")["answer"]["doc_id"] == "river.txt"
+
+
+def test_an_add_whose_build_fails_takes_the_new_files_back_out(indexed, capsys, monkeypatch):
+    corpus, index, outside = indexed
+    before = sorted(p.name for p in corpus.iterdir())
+    (outside / "other.txt").write_text("另一份文件，讲的是别的事情。", encoding="utf-8")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("qa.cli.Pipeline.build", fail)
+    assert cli_main(["add", str(outside / "other.txt"), "--index", str(index), "--quiet"]) != 0
+    assert "no space left" in capsys.readouterr().err.lower()
+    assert sorted(p.name for p in corpus.iterdir()) == before  # the corpus is what the live index holds
+    assert "other.txt" not in _docs(index, capsys)
