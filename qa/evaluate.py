@@ -193,12 +193,15 @@ def summarize(outcomes: list[Outcome], k: int) -> dict:
     quotes = [o.quote_ok for o in ans if o.quote_ok is not None]
     out["quote_accuracy"] = _mean(quotes) if quotes else None
     out["quote_chars_mean"] = _mean(o.quote_chars for o in ans if o.quote_ok is not None) if quotes else None
-    kinded = [o for o in outcomes if o.kind_ok is not None]
-    out["kind_answered"] = _mean(o.kind_ok for o in kinded) if kinded else None
-    for kind in KINDS:
-        of_kind = [o.kind_ok for o in kinded if asked_kind(o.question.question) == kind]
-        out[f"kind_answered_{kind}"] = _mean(of_kind) if of_kind else None
-        out[f"kind_n_{kind}"] = len(of_kind)
+    by_kind: dict[str, list[bool]] = {kind: [] for kind in KINDS}
+    for o in outcomes:
+        if o.kind_ok is not None:
+            by_kind[asked_kind(o.question.question)].append(o.kind_ok)
+    kinded = [ok for oks in by_kind.values() for ok in oks]
+    out["kind_answered"] = _mean(kinded) if kinded else None
+    for kind, oks in by_kind.items():
+        out[f"kind_answered_{kind}"] = _mean(oks) if oks else None
+        out[f"kind_n_{kind}"] = len(oks)
     lat = np.array([o.latency_ms for o in outcomes]) if outcomes else np.zeros(1)
     out["latency_ms_mean"] = float(lat.mean())
     out["latency_ms_p95"] = float(np.percentile(lat, 95))

@@ -47,8 +47,10 @@ _PLACE = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|县|区|镇|乡|村|州|岛
 _NAME_DOT = re.compile(r"[\u4e00-\u9fffA-Za-z]+·[\u4e00-\u9fffA-Za-z]+")
 
 
+@lru_cache(maxsize=1024)
 def asked_kind(question: str) -> str | None:
-    """The kind of fact ``question`` asks for (one of ``KINDS``), or None."""
+    """The kind of fact ``question`` asks for (one of ``KINDS``), or None; cached, as the rerank, the
+    quote (for each sentence) and the evaluation ask it of the same question."""
     folded = fold(question)
     return next((kind for kind, pattern in _ASKS if pattern.search(folded)), None)
 

@@ -80,14 +80,16 @@ def best_sentence_overlap(q_grams: frozenset[str], passage_text: str, q_trigrams
     return max(o + match.phrase_weight * p for o, p in zip(overlaps, phrases))
 
 
-def best_sentence(q_grams: frozenset[str], passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> str:
-    """The sentence of a passage holding the largest share of ``q_grams`` (the first on a tie)."""
+def best_sentence(q_grams: frozenset[str], passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> tuple[str, float]:
+    """The sentence of a passage holding the largest share of ``q_grams`` (the first on a tie), and that
+    share (``best_sentence_overlap`` without trigrams); (the passage, 0.0) when it has no sentence."""
     spans = sentence_spans(passage_text)
     if not spans:
-        return passage_text
+        return passage_text, 0.0
     overlaps = sentence_overlaps(q_grams, sentence_grams(passage_text), match=match)
-    s, e = spans[int(np.argmax(overlaps))]
-    return passage_text[s:e]
+    best = int(np.argmax(overlaps))
+    s, e = spans[best]
+    return passage_text[s:e], overlaps[best]
 
 
 def sentence_support(question: str, passage_text: str, match: MatchConfig = DEFAULT_MATCH) -> float:
@@ -177,18 +179,15 @@ class Reranker:
         if kind not in cfg.kinds_first:
             return ids, scores
         q_grams = question_grams(question)
-        first_text = self.passages[int(ids[0])].text
-        if states(kind, best_sentence(q_grams, first_text, self.match), question):
+        first, support = best_sentence(q_grams, self.passages[int(ids[0])].text, self.match)
+        if states(kind, first, question):
             return ids, scores
-        floor = max(cfg.kind_min_support,
-                    best_sentence_overlap(q_grams, first_text, match=self.match) - cfg.kind_support_gap)
+        floor = max(cfg.kind_min_support, support - cfg.kind_support_gap)
         words = content_words(question)
         subject = words[0][0] if words else ""  # "劲松站什么时候投入使用?": 劲松
         for j in range(1, min(cfg.kind_depth, len(ids))):
-            text = self.passages[int(ids[j])].text
-            sentence = best_sentence(q_grams, text, self.match)
-            if states(kind, sentence, question) and subject in fold(sentence) \
-                    and best_sentence_overlap(q_grams, text, match=self.match) >= floor:
+            sentence, support = best_sentence(q_grams, self.passages[int(ids[j])].text, self.match)
+            if support >= floor and states(kind, sentence, question) and subject in fold(sentence):
                 order = np.r_[j, np.arange(j), np.arange(j + 1, len(ids))]
                 scores = scores.copy()
                 scores[j] = scores[0] + 1e-3
