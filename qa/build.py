@@ -119,8 +119,8 @@ def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, spl
     ``shard`` (I, N): embed and write only the passages and documents of share I (``shard_of``); the
     last of the N builds to finish makes the index live (Milvus only). ``reuse``: another index built with
     the same encoder whose vectors are taken too (a folder index moved into Milvus is not embedded again).
-    Returns what was written (without reading it back) and the manifest, both None while shards are
-    missing, and the report.
+    Returns what was written (without reading it back; None for a parallel build) and the manifest
+    (None while shards are missing), and the report.
     """
     t0 = time.perf_counter()
     target = index if isinstance(index, Store) else open_store(index)
@@ -134,16 +134,18 @@ def build_index(corpus: str | Path, index: str | Path | Store, enc: Encoder, spl
     texts = [embed_text(p, config.embed_title) for p in passages]
     sentences = [embed_sentences(p) for p in passages]
     vhashes = [vhash(enc.name, t) for t in texts]
-    sentence_vhashes = [vhash(enc.name, t) for ss in sentences for t in ss]
+    sentence_hashes = [[vhash(enc.name, t) for t in ss] for ss in sentences]
+    sentence_vhashes = [h for hs in sentence_hashes for h in hs]
     mine = np.arange(len(passages)) if shard[1] == 1 else \
         np.array([r for r, p in enumerate(passages) if shard_of(p.id, shard[1]) == shard[0]], dtype=np.int64)
     todo = [texts[r] for r in mine] + [t for r in mine for t in sentences[r]]
-    todo_hashes = [vhashes[r] for r in mine] + [vhash(enc.name, t) for r in mine for t in sentences[r]]
+    todo_hashes = [vhashes[r] for r in mine] + [h for r in mine for h in sentence_hashes[r]]
     n = len(mine)
     with target.building():
-        known = previous_vectors(target, enc, set(todo_hashes))
+        wanted = set(todo_hashes)
+        known = previous_vectors(target, enc, wanted)
         if reuse is not None:
-            known |= previous_vectors(open_store(reuse), enc, set(todo_hashes) - set(known))
+            known |= previous_vectors(open_store(reuse), enc, wanted - set(known))
         vectors, fresh = embed_reusing(enc, todo, todo_hashes, known, progress)
         bad = ~np.isfinite(vectors).all(axis=1)
         if bad.any():  # never written: every score against them would be NaN

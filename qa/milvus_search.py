@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import IndexServiceError, QAError
+from .search import best_cosines
 from .text import tokenize
 
 LITE_ANALYZER = {"tokenizer": "standard"}
@@ -35,9 +36,14 @@ SERVER_ANALYZER = {"tokenizer": "whitespace"}
 SENTENCE_CACHE = 8192  # passages whose sentence vectors a search object keeps
 
 
+def join_words(tokens: list[str]) -> str:
+    """Words as Milvus's BM25 reads them: space-joined, ``.``/``'`` as ``_`` (its analyzer splits on them)."""
+    return " ".join(w.replace(".", "_").replace("'", "_") for w in tokens)
+
+
 def bm25_words(text: str) -> str:
-    """The words Milvus's BM25 indexes for ``text``: ``tokenize``'s, space-joined, ``.``/``'`` as ``_``."""
-    return " ".join(w.replace(".", "_").replace("'", "_") for w in tokenize(text))
+    """The words Milvus's BM25 indexes for ``text``: ``tokenize``'s, joined by ``join_words``."""
+    return join_words(tokenize(text))
 
 
 @contextlib.contextmanager
@@ -238,10 +244,5 @@ class MilvusSentences:
 
     def best(self, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Each passage's highest sentence cosine to a (dim,) query vector: (len(ids),) float32."""
-        if not len(ids):
-            return np.zeros(0, np.float32)
-        got = self._rows([int(i) for i in ids])
-        rows = [got[int(i)] for i in ids]
-        cos = np.concatenate(rows) @ query.astype(np.float32)
-        starts = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
-        return np.maximum.reduceat(cos, starts).astype(np.float32)
+        got = self._rows([int(i) for i in ids]) if len(ids) else {}
+        return best_cosines([got[int(i)] for i in ids], query)

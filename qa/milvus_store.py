@@ -294,8 +294,8 @@ class MilvusStore(Store):
             writer.put("meta", "manifest", json.dumps(manifest, ensure_ascii=False))
             self.switch(build)
             self.sweep({build} | ({live["build"]} if live else set()))
-            if shards > 1:
-                return Written(self.read_index(manifest), manifest)
+            if shards > 1:  # the machines of a parallel build keep only their report; the app loads it
+                return Written(None, manifest)
             offsets = np.concatenate([[0], np.cumsum(built.sentence_counts, dtype=np.int64)]).astype(np.int64)
             if (self.count(self.collection("passages", build)), self.count(self.collection("sentences", build))) \
                     != (len(built.passages), int(offsets[-1])):

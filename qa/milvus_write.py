@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .config import IndexConfig
-from .milvus_search import LITE_ANALYZER, SERVER_ANALYZER
+from .milvus_search import LITE_ANALYZER, SERVER_ANALYZER, join_words
 from .stores import Built, Progress, chunks, document_record, shard_of
 from .text import tokenize
 
@@ -37,7 +37,7 @@ def blob_rows(name: str, text: str, shard: int) -> Iterator[dict]:
 
 def words_of(tokens: list[str]) -> str:
     """A passage's BM25 words as stored (``milvus_search.bm25_words``), cut to fit a VARCHAR."""
-    words = " ".join(w.replace(".", "_").replace("'", "_") for w in tokens)
+    words = join_words(tokens)
     raw = words.encode("utf-8")
     return words if len(raw) <= MAX_WORDS_BYTES else raw[:MAX_WORDS_BYTES].decode("utf-8", "ignore").rsplit(" ", 1)[0]
 

@@ -151,12 +151,7 @@ class SentenceVectors:
 
     def best(self, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
         """Each passage's highest sentence cosine to a (dim,) query vector: (len(ids),) float32."""
-        if not len(ids):
-            return np.zeros(0, np.float32)
-        rows = [self.of(int(i)) for i in ids]
-        cos = np.concatenate(rows) @ query.astype(np.float32)
-        starts = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
-        return np.maximum.reduceat(cos, starts).astype(np.float32)
+        return best_cosines([self.of(int(i)) for i in ids], query)
 
     def save(self, folder: Path) -> None:
         """Write ``vectors.npy`` and ``offsets.npy`` into ``folder``."""
@@ -363,6 +358,15 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = part[np.lexsort((part, -scores[part]))]
     order = order[scores[order] > 0]
     return order.astype(np.int64), scores[order]
+
+
+def best_cosines(rows: list[np.ndarray], query: np.ndarray) -> np.ndarray:
+    """The highest cosine of each (sentences, dim) block of ``rows`` to a (dim,) query: (len(rows),) float32."""
+    if not rows:
+        return np.zeros(0, np.float32)
+    cos = np.concatenate(rows) @ query.astype(np.float32)
+    starts = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]])
+    return np.maximum.reduceat(cos, starts).astype(np.float32)
 
 
 def minmax(x: np.ndarray) -> np.ndarray:

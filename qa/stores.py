@@ -126,7 +126,8 @@ class Built(NamedTuple):
 
 class Written(NamedTuple):
     """What ``Store.write`` did: the build as written and its manifest once it is live; while shards
-    of a parallel build are still missing (their numbers in ``missing``), None and None."""
+    of a parallel build are still missing (their numbers in ``missing``), None and None; for the shard
+    that completes a parallel build, None and the manifest (``Pipeline.load`` reads it)."""
 
     data: IndexData | None
     manifest: dict | None
