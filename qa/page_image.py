@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import render as R
-from . import store
+from .catalog import corpus_file
 from .ingest import read_source
 from .pipeline import Pipeline, PipelineHolder
 from .schema import Document
@@ -153,8 +153,7 @@ def page_html(img: PageImage, name: str) -> str:
 
 def source_pdf(pipeline: Pipeline, doc_id: str) -> tuple[bytes | None, str]:
     """(the PDF's bytes, '') of an indexed PDF as it was indexed, or (None, why it cannot be shown)."""
-    root = store.corpus_path(pipeline.manifest, pipeline.index_dir)
-    path = None if root is None else root / doc_id if root.is_dir() else root if root.name == doc_id else None
+    path = corpus_file(pipeline.corpus_path, doc_id)
     if path is None:
         return None, "the PDF's folder is not known to this index"
     src = read_source(Path(path))

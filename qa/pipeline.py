@@ -174,6 +174,11 @@ class Pipeline:
         return cls.load(target, encoder, config)
 
     @property
+    def corpus_path(self) -> Path | None:
+        """The corpus this index was built from, as its store records it (None when it cannot be known)."""
+        return open_store(self.index_dir).corpus_path(self.manifest)
+
+    @property
     def feedback_path(self) -> Path:
         """The file users' ratings of this index's answers go to (``qa.feedback``)."""
         return open_store(self.index_dir).feedback_path()

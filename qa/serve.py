@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .address import DEFAULT_HOST, DEFAULT_PORT, OneLineParser, gradio_env, listen_problem  # noqa: F401
-from .address import port_number, resolve_address, usage_error  # noqa: F401 - the app imports them from here
+from .address import resolve_address  # noqa: F401 - the app imports it from here
 from .config import Config
 from .pipeline import MAX_QUESTION_CHARS
 from .uploads import describe_limits

@@ -19,7 +19,6 @@ from . import catalog
 from .build import BuildReport, Progress
 from .config import Config, SplitConfig, UploadConfig
 from .errors import CorpusError, EmptyCorpusError
-from .index_spec import open_store
 from .ingest import READ_SUFFIXES
 from .pipeline import Pipeline, PipelineHolder
 
@@ -97,7 +96,7 @@ def check_uploads(files: Sequence[Path], limits: UploadConfig = UploadConfig()) 
 def corpus_folder(pipeline: Pipeline) -> Path:
     """The corpus folder the pipeline's index was built from, where uploads go; ``CorpusError`` when
     the index was built from a single file or a docs .jsonl, or its folder is gone."""
-    root = open_store(pipeline.index_dir).corpus_path(pipeline.manifest)  # the store knows how it records it
+    root = pipeline.corpus_path
     if root is None or not root.is_dir():
         where = "unknown" if root is None else repr(str(root))
         raise CorpusError(f"documents can be added and removed only when the index was built from a folder "
