@@ -7,7 +7,7 @@ app's upload button runs: copy, read, embed, index, swap -- then asks a question
 printed articles and checks that the quote holds its answer. Stage times come from the progress
 callback the app's status line reads.
 
-Run: ``PYTHONPATH=. python scripts/upload_speed.py [--chars 80000]``.
+Run: ``PYTHONPATH=. python scripts/upload_speed.py [--chars 80000] [--encoder SPEC]``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def print_pdf(docs: list[dict], out: Path) -> None:
                                                                     for p in d["text"].split("\n") if p.strip())
                    for d in docs)
     page = out.with_suffix(".html")
-    page.write_text(f'<html><head><meta charset="utf-8"><title>DRCD</title></head><body>{body}</body></html>',
+    style = "body { font-size: 20px; line-height: 1.9 }"  # about 800 characters a page, as in a report
+    page.write_text(f'<html><head><meta charset="utf-8"><title>DRCD</title><style>{style}</style></head>'
+                    f'<body>{body}</body></html>',
                     encoding="utf-8")
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--print-to-pdf={out}", page.as_uri()],
                    capture_output=True, timeout=300, check=True)
@@ -59,6 +61,7 @@ def print_pdf(docs: list[dict], out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chars", type=int, default=80_000, help="characters of text to print (default 80,000)")
+    ap.add_argument("--encoder", default=None, help="encoder spec (default: the app's default)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="upload-speed-"))
     try:
@@ -70,7 +73,7 @@ def main() -> None:
         pages = len(pdfium.PdfDocument(str(pdf)))
         shutil.copytree(ROOT / "corpus", work / "corpus")
         t0 = time.perf_counter()
-        holder = PipelineHolder(Pipeline.open(work / "corpus", work / "index"))
+        holder = PipelineHolder(Pipeline.open(work / "corpus", work / "index", args.encoder))
         print(f"articles index built in {time.perf_counter() - t0:.1f} s with {holder.pipeline.encoder.name}")
         marks: dict[str, float] = {}
 
