@@ -2,17 +2,18 @@
 
 ``prepare_model`` writes the BERT encoder of multilingual-e5-small straight from the bundled
 file's tensors (``qa.export.read_bin``) as an ONNX graph of ONNX Runtime's fused BERT kernels
-(``Attention``, ``SkipLayerNormalization``, ``BiasGelu``), dynamically quantises its projection
-matrices to int8 (per-channel weights, activations per batch at run time; attention and the FFN
-output stay float: they lose most to int8 activations), and saves it with the
-engine's tokenizer in a cache folder keyed by the bundled file's hash:
+(``MultiHeadAttention``, ``SkipLayerNormalization``, ``BiasGelu``), dynamically quantises its
+projection matrices, the query/key/value one included, to int8 (per-channel weights, activations
+per batch at run time; the FFN output stays float: it loses most to int8 activations), and saves it
+with the engine's tokenizer in a cache folder keyed by the bundled file's hash:
 
     $XDG_CACHE_HOME/qa/encoders/e5-int8-<variant>-<sha256[:12]>/   (default ~/.cache/qa/...)
 
 The word embedding is kept as the engine stores it (4-bit values as int8, one scale per block
-of 32), gathered and scaled in the graph, so it is exact and needs no float table. The graph
-outputs the last hidden state, ``token_states`` (batch, tokens, 384) float32; the encoder mean
-pools it (the whole text, or a sentence's token span: ``qa.encode_onnx``).
+of 32), gathered and scaled in the graph, so it is exact and needs no float table. The graph takes
+``input_ids`` without padding or mask (a batch holds texts of one token count), so ONNX Runtime runs
+its flash attention; it outputs the last hidden state, ``token_states`` (batch, tokens, 384) float32,
+which the encoder mean pools (``qa.encode_onnx``).
 
 The folder is written into a temporary sibling and renamed into place, and ``onnx_config.json``
 records the SHA-256 of ``model.onnx``: a folder whose model does not match it is prepared again.
@@ -36,7 +37,7 @@ from .errors import EncoderError
 from .export import PROMPTS, bin_path, build_tokenizer, read_bin, unk_only_chars
 from .files import file_digest
 
-RECIPE = 3  # bump when the graph or its quantisation changes: cached folders of other recipes are not used
+RECIPE = 4  # bump when the graph or its quantisation changes: cached folders of other recipes are not used
 ONNX_FILE = "model.onnx"
 ONNX_CONFIG = "onnx_config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -146,7 +147,7 @@ def _write(folder: Path, variant: str) -> None:
     try:
         # Per-channel int8 weights (7-bit range: no u8*s8 pair-sum saturation on AVX2 CPUs without
         # VNNI). Activations are quantised per tensor and batch, which the FFN output's input (GELU
-        # outputs, with outliers) and the attention stand worst: those stay float.
+        # outputs, with outliers) stands worst: it stays float.
         quantization.quantize_dynamic(graph, folder / ONNX_FILE, per_channel=True, reduce_range=True,
                                       weight_type=quantization.QuantType.QInt8, op_types_to_quantize=["MatMul"],
                                       nodes_to_exclude=[f"l{i}_fo" for i in range(model["header"]["NL"])],
@@ -160,16 +161,16 @@ def _write(folder: Path, variant: str) -> None:
         "dim": h["H"], "max_length": h["MAXP"], "pad_id": sp["pad"], "bos_id": sp["bos"], "eos_id": sp["eos"],
         "unk_id": sp["unk"], "long_texts": "windows of max_length - 2 tokens, means weighted by token count",
         "prompts": {"query": PROMPTS["query"], "passage": PROMPTS["passage"]},
-        "inputs": ["input_ids", "attention_mask"], "output": OUTPUT, "pooling": "mean", "normalized": False,
+        "inputs": ["input_ids"], "output": OUTPUT, "pooling": "mean", "normalized": False,
         "quantization": {"weights": "int8 per channel (7-bit range)", "activations": "uint8, dynamic per batch",
-                         "float": "attention and each layer's FFN output", "word_embedding": "the engine's 4-bit blocks"},
+                         "float": "attention scores and each layer's FFN output", "word_embedding": "the engine's 4-bit blocks"},
         "model_sha256": file_digest(folder / ONNX_FILE),
     }
     (folder / ONNX_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def float_graph(model: dict[str, Any]) -> Any:
-    """The BERT encoder as an ONNX ModelProto: (input_ids, attention_mask) int64 -> token_states float32."""
+    """The BERT encoder as an ONNX ModelProto: input_ids int64 (batch, tokens), unpadded -> token_states float32."""
     from onnx import TensorProto, helper, numpy_helper
 
     h, t = model["header"], model["tensors"]
@@ -202,14 +203,16 @@ def float_graph(model: dict[str, Any]) -> Any:
     emb = node("Add", [word, pos], "emb")
     x = node("LayerNormalization", [emb, const("emb_ln_w", t["emb.ln.w"]), const("emb_ln_b", t["emb.ln.b"])],
              "x_emb", axis=-1, epsilon=eps)
-    # right-padded batches: each row's count of real tokens is where its attention stops
-    mask = node("ReduceSum", [node("Cast", ["attention_mask"], "mask_i32", to=TensorProto.INT32),
-                              const("ax_one", np.array([1], np.int64))], "mask_index", keepdims=0)
+    # no padding, so no mask: a batch holds texts of one token count (qa.encode_onnx.token_states), which
+    # lets MultiHeadAttention run ONNX Runtime's flash attention on the CPU
+    splits = const("qkv_splits", np.array([H, H, H], np.int64))
     for i in range(h["NL"]):
         p = f"l{i}"
         wqkv = np.concatenate([t[f"{p}.q.w"].T, t[f"{p}.k.w"].T, t[f"{p}.v.w"].T], axis=1)
         bqkv = np.concatenate([t[f"{p}.q.b"], t[f"{p}.k.b"], t[f"{p}.v.b"]])
-        att = node("Attention", [x, const(f"{p}_qkv_w", wqkv), const(f"{p}_qkv_b", bqkv), mask], f"{p}_att",
+        qkv = node("MatMul", [x, const(f"{p}_qkv_w", wqkv)], f"{p}_qkv")  # int8 after quantisation
+        nodes.append(helper.make_node("Split", [qkv, splits], [f"{p}_q", f"{p}_k", f"{p}_v"], name=f"{p}_split", axis=2))
+        att = node("MultiHeadAttention", [f"{p}_q", f"{p}_k", f"{p}_v", const(f"{p}_qkv_b", bqkv)], f"{p}_att",
                    domain="com.microsoft", num_heads=NH)
         ao = node("MatMul", [att, const(f"{p}_ao_w", t[f"{p}.ao.w"].T)], f"{p}_ao")
         x = node("SkipLayerNormalization", [ao, x, const(f"{p}_aln_w", t[f"{p}.aln.w"]),
@@ -223,8 +226,7 @@ def float_graph(model: dict[str, Any]) -> Any:
                  OUTPUT if i == h["NL"] - 1 else f"{p}_x2", domain="com.microsoft", epsilon=eps)
     graph = helper.make_graph(
         nodes, "e5_int8",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "tokens"])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", "tokens", H])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
                              producer_name="qa.onnx_model")
