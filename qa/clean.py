@@ -172,8 +172,9 @@ def find_garbled(text: str, start: int, end: int, traditional: bool) -> list[tup
     """
     segment = text[start:end]
     n = len(segment)
-    cls = [
-        _char_class(c, segment[i - 1] if i else " ", segment[i + 1] if i + 1 < n else " ", traditional)
+    cls = [  # CJK ideographs, most of any text, go straight to their cached class
+        _cjk_class(c, traditional) if "\u3400" <= c <= "\u9fff"
+        else _char_class(c, segment[i - 1] if i else " ", segment[i + 1] if i + 1 < n else " ", traditional)
         for i, c in enumerate(segment)
     ]
     strong = [i for i, c in enumerate(cls) if c == 2]
