@@ -56,9 +56,9 @@ class OnnxEncoder(Encoder):
     """An int8 ONNX export of multilingual-e5-small run by ONNX Runtime on the CPU.
 
     The folder holds ``model.onnx``, ``tokenizer.json`` and ``onnx_config.json`` (prompts, dim,
-    max length, output). The model maps (input_ids, attention_mask) either to the mean-pooled,
-    normalised ``embedding`` (``python -m qa export-model DIR --format onnx``) or to the last hidden
-    state ``token_states`` (``qa.onnx_model``), which is mean pooled here (``token_states``).
+    max length, output). The model maps either padded (input_ids, attention_mask) to the mean-pooled,
+    normalised ``embedding`` (``python -m qa export-model DIR --format onnx``) or unpadded input_ids to
+    the last hidden state ``token_states`` (``qa.onnx_model``), which is mean pooled here (``token_states``).
     """
 
     # Measured on 2 AVX2 cores, 64 DRCD paragraphs (~430 chars, ~270 tokens): CPU time per

