@@ -22,7 +22,7 @@ from .uploads import MIB, stage_label, update
 
 log = logging.getLogger("qa.app")
 
-UPLOAD_TYPES = [".pdf", ".docx", ".html", ".htm", ".txt", ".md"]  # offered by the file picker
+UPLOAD_TYPES = list(READ_SUFFIXES)  # offered by the file picker: every kind a scan reads
 FAILED = "更新失敗，索引未變。Updating the documents failed; the index is as it was."
 
 

@@ -33,6 +33,7 @@ from qa import Pipeline, QAError  # noqa: E402
 from qa import render as R  # noqa: E402
 from qa import feedback, serve  # noqa: E402
 from qa.schema import MODES, Answer, Block, Document, Hit, Passage, Quote  # noqa: E402
+from qa.ingest import READ_SUFFIXES  # noqa: E402
 
 PAYLOADS = [
     "<img src=x onerror=alert(1)>",
@@ -260,6 +261,9 @@ def test_build_app_constructs(pipeline):
     assert chat[0].latex_delimiters == []
     assert "copy" in (chat[0].buttons or [])
     assert demo._queue is not None and (demo._queue.default_concurrency_limit or 0) > 1
+    # the file picker offers every kind of file a corpus scan reads (.markdown and .text too)
+    (picker,) = [b for b in demo.blocks.values() if isinstance(b, gr.File) and b.file_count == "multiple"]
+    assert set(picker.file_types) == set(READ_SUFFIXES) and ".markdown" in picker.file_types
     radios = {b.elem_id: b for b in demo.blocks.values() if isinstance(b, gr.Radio)}
     assert [v for _, v in radios["qa-mode"].choices] == list(MODES)  # the one list of modes, in its order
     assert [v for _, v in radios["qa-reason"].choices] == list(feedback.REASONS) and not radios["qa-reason"].visible
