@@ -14,7 +14,9 @@ import hashlib
 import html
 import os
 import re
+import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +98,11 @@ def markdown(history: list, title: str = "對話 / Conversation") -> str:
     return "\n".join([f"# {md(title)}", ""] + [line for n, t in enumerate(ts, 1) for line in _turn(n, t)])
 
 
-def write_markdown(history: list, folder: str | Path | None = None) -> Path | None:
+def write_markdown(history: list, folder: str | Path | None = None, keep_s: float = 3600.0) -> Path | None:
     """The chat's Markdown written to ``FOLDER/<hash>/conversation.md`` (the system's temp folder by
-    default; the same chat gives the same file), or None for a chat with no question."""
+    default; the same chat gives the same file), or None for a chat with no question. Every reply
+    writes one, so the files of other chats older than ``keep_s`` seconds are removed (a download
+    button offers the latest file of its chat, written at its latest reply)."""
     text = markdown(history)
     if not text:
         return None
@@ -109,4 +113,11 @@ def write_markdown(history: list, folder: str | Path | None = None) -> Path | No
         tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)  # whole or not at all, when two sessions write the same chat at once
+    cutoff = time.time() - keep_s
+    for old in base.iterdir():
+        try:
+            if old != path.parent and old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:  # another session removed it first
+            pass
     return path

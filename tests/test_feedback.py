@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import threading
 import types
 
@@ -265,6 +266,19 @@ def test_the_conversation_downloads_as_markdown_with_citations(tiny_built, tmp_p
     update = h.conversation_file(history)
     assert update["interactive"] is True and open(update["value"], encoding="utf-8").read() == md
     assert h.conversation_file([])["interactive"] is False
+
+
+def test_writing_a_conversation_removes_the_files_of_chats_older_than_an_hour(tiny_built, tmp_path):
+    _, history = _chat(tiny_built[2])
+    old, recent = tmp_path / "0123456789abcdef", tmp_path / "fedcba9876543210"
+    for folder, age in ((old, 7200), (recent, 600)):
+        folder.mkdir()
+        (folder / "conversation.md").write_text("earlier chat", encoding="utf-8")
+        os.utime(folder, (time.time() - age, time.time() - age))
+    path = transcript.write_markdown(history, tmp_path)
+    assert path.is_file() and not old.exists() and recent.is_dir()
+    os.utime(path.parent, (time.time() - 7200, time.time() - 7200))
+    assert transcript.write_markdown(history, tmp_path) == path and path.is_file()  # its own chat's file stays
 
 
 # ---- POST /api/feedback and the command line ------------------------------------------------
