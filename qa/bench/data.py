@@ -15,6 +15,7 @@ made the same way, from the passage's vector, once per sentence of its text.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -153,3 +154,18 @@ def synthesize_sentences(passages: list, vectors: np.ndarray, sigma: float = SIG
         v = v + rng.standard_normal(v.shape, dtype=np.float32) * sigma
         out[s : s + len(v)] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return SentenceVectors.build(out, counts)
+
+
+
+def synthesize_extras(passages: list, vectors: np.ndarray, sigma: float = SIGMA, seed: int = SEED):
+    """The synthesised passages' sentence vectors (``synthesize_sentences``) and character pairs
+    (``abstain.corpus_grams``), as a build stores them, with the seconds each took:
+    (sentences, sentences_s, grams, grams_s)."""
+    from ..abstain import corpus_grams
+
+    t0 = time.perf_counter()
+    sentences = synthesize_sentences(passages, vectors, sigma, seed)
+    sentences_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grams = corpus_grams(passages)
+    return sentences, sentences_s, grams, time.perf_counter() - t0

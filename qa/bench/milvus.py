@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..search import recall_at
-from .data import synthesize, synthesize_sentences
-from .measure import dir_bytes, load_pickle, ms_since, peak_rss_mb, set_threads, summarize
+from .data import synthesize, synthesize_extras
+from .measure import dir_bytes, load_pickle, ms_since, peak_rss_mb, set_threads
+from .sizes import ann_check, synth_settings
 
 
 def milvus_spec(store: str, work: Path, n: int) -> str:
@@ -50,11 +50,7 @@ def build_size_milvus(real_path: Path, n: int, spec: str, encoder: str, question
                       sigma: float, seed: int, threads: int) -> dict:
     """[child] Synthesise ``n`` passages, write them into Milvus, check its dense search."""
     set_threads(threads)
-    import faiss
-
-    from ..abstain import corpus_grams
-    from ..build import embed_settings
-    from ..config import IndexConfig, SplitConfig
+    from ..config import IndexConfig
     from ..encode import encoder_name, load_encoder
     from ..milvus_store import MilvusStore
     from ..stores import Built
@@ -65,16 +61,10 @@ def build_size_milvus(real_path: Path, n: int, spec: str, encoder: str, question
     documents, passages, vectors = synthesize(real, n, sigma, seed)
     synth_s = ms_since(t0) / 1e3
     del real
-    t0 = time.perf_counter()
-    sentences = synthesize_sentences(passages, vectors, sigma, seed)
-    sentences_s = ms_since(t0) / 1e3
-    t0 = time.perf_counter()
-    grams = corpus_grams(passages)
-    grams_s = ms_since(t0) / 1e3
+    sentences, sentences_s, grams, grams_s = synthesize_extras(passages, vectors, sigma, seed)
     counts = np.diff(sentences.offsets).tolist()
-    settings = {"encoder": {"name": encoder_name(encoder), "dim": int(vectors.shape[1])},
-                "split": SplitConfig().to_json(), "read": {}, "embed": embed_settings(True),
-                "corpus": {"path": "/no-corpus (synthesised by qa bench)", "files": {}}, "skipped": [], "warnings": []}
+    settings = {**synth_settings(encoder_name(encoder), int(vectors.shape[1]), "/no-corpus (synthesised by qa bench)"),
+                "read": {}}
     built = Built(documents, passages, ["0" * 20] * n, counts, ["0" * 20] * int(sentences.offsets[-1]),
                   np.arange(n), vectors, sentences.vectors, settings, grams)
     store = MilvusStore(spec)
@@ -85,18 +75,9 @@ def build_size_milvus(real_path: Path, n: int, spec: str, encoder: str, question
     disk = {"total": dir_bytes(Path(store.uri)) if store.lite else None}
     build_rss = peak_rss_mb()
     qv = load_encoder(encoder).encode(questions, "query")
-    _, exact = faiss.knn(qv, vectors, 50, metric=faiss.METRIC_INNER_PRODUCT)
-    got, lat = [], []
-    for q in qv:
-        t0 = time.perf_counter()
-        ids, _ = data.dense.search(q, 50)
-        lat.append(ms_since(t0))
-        got.append(np.pad(ids, (0, 50 - len(ids)), constant_values=-1))
-    got = np.stack(got)
-    search = summarize(lat)
+    checked = ann_check(data.dense.search, qv, vectors)
     ann = {"index": f"{manifest['store']['engine']} {manifest['dense_index']}", "nlist": None, "nprobe": None,
-           "recall10": recall_at(got, exact, 10), "recall50": recall_at(got, exact, 50), "search_ms": search,
-           "exact_search_ms": search if manifest["dense_index"] == "FLAT" else None}
+           **checked, "exact_search_ms": checked["search_ms"] if manifest["dense_index"] == "FLAT" else None}
     return {"n": n, "store": spec, "documents": len(documents), "synth_s": synth_s, "dense_build_s": write_s,
             "bm25_build_s": None, "sentences_synth_s": sentences_s, "chargrams_build_s": grams_s,
             "unique_texts": len({p.text for p in passages}), "save_s": write_s, "disk_bytes": disk,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..search import recall_at
-from .data import synthesize, synthesize_sentences
+from .data import synthesize, synthesize_extras
 from .measure import dir_bytes, load_pickle, ms_since, peak_rss_mb, set_threads, summarize
 
 
@@ -19,20 +19,38 @@ def save_index(index_dir: Path, documents: list, passages: list, dense, lexical,
                dim: int, grams=None) -> dict:
     """Write a synthesised index in the product's format (``store.write_build``, as ``Pipeline.build`` does)."""
     from .. import store
-    from ..build import embed_settings
-    from ..config import SplitConfig
 
     if index_dir.exists():
         shutil.rmtree(index_dir)
     index_dir.mkdir(parents=True)
-    return store.write_build(index_dir, documents, passages, ["0" * 20] * len(passages), dense, lexical, sentences, {
-        "encoder": {"name": encoder_name, "dim": dim},
-        "split": SplitConfig().to_json(),
-        "embed": embed_settings(True),
-        "corpus": {"path": str(index_dir / "no-corpus (synthesised by qa bench)"), "files": {}},
-        "skipped": [],
-        "warnings": [],
-    }, grams)
+    return store.write_build(index_dir, documents, passages, ["0" * 20] * len(passages), dense, lexical, sentences,
+                             synth_settings(encoder_name, dim, str(index_dir / "no-corpus (synthesised by qa bench)")),
+                             grams)
+
+
+def synth_settings(encoder_name: str, dim: int, corpus: str) -> dict:
+    """The manifest settings of a synthesised index: the default split, embedded with titles, no corpus."""
+    from ..build import embed_settings
+    from ..config import SplitConfig
+
+    return {"encoder": {"name": encoder_name, "dim": dim}, "split": SplitConfig().to_json(),
+            "embed": embed_settings(True), "corpus": {"path": corpus, "files": {}}, "skipped": [], "warnings": []}
+
+
+def ann_check(search, qv: np.ndarray, vectors: np.ndarray) -> dict:
+    """``search(q, 50)`` (a dense search's ids, scores) against exact search over ``vectors``, on the real
+    question vectors ``qv``: recall@10, recall@50 and the latency summary of one query at a time."""
+    import faiss
+
+    _, exact = faiss.knn(qv, vectors, 50, metric=faiss.METRIC_INNER_PRODUCT)
+    got, lat = [], []
+    for q in qv:
+        t0 = time.perf_counter()
+        ids, _ = search(q, 50)
+        lat.append(ms_since(t0))
+        got.append(np.pad(ids, (0, 50 - len(ids)), constant_values=-1))
+    got = np.stack(got)
+    return {"recall10": recall_at(got, exact, 10), "recall50": recall_at(got, exact, 50), "search_ms": summarize(lat)}
 
 
 def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions: list[str],
@@ -42,7 +60,6 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     import faiss
 
     from ..encode import load_encoder
-    from ..abstain import corpus_grams
     from ..search import DenseIndex, LexicalIndex
 
     real = load_pickle(real_path)
@@ -59,12 +76,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     t0 = time.perf_counter()
     lexical = LexicalIndex.build([p.text for p in passages])
     bm25_s = ms_since(t0) / 1e3
-    t0 = time.perf_counter()
-    sentences = synthesize_sentences(passages, vectors, sigma, seed)
-    sentences_s = ms_since(t0) / 1e3
-    t0 = time.perf_counter()
-    grams = corpus_grams(passages)
-    grams_s = ms_since(t0) / 1e3
+    sentences, sentences_s, grams, grams_s = synthesize_extras(passages, vectors, sigma, seed)
     t0 = time.perf_counter()
     manifest = save_index(index_dir, documents, passages, dense, lexical, sentences, real_name(encoder),
                           vectors.shape[1], grams)
@@ -82,15 +94,7 @@ def build_size(real_path: Path, n: int, index_dir: Path, encoder: str, questions
     qv = enc.encode(questions, "query")
     kind = type(dense.index).__name__
     ann = {"index": kind, "nlist": getattr(dense.index, "nlist", None), "nprobe": getattr(dense.index, "nprobe", None)}
-    _, exact = faiss.knn(qv, vectors, 50, metric=faiss.METRIC_INNER_PRODUCT)
-    got, lat = [], []
-    for q in qv:
-        t0 = time.perf_counter()
-        ids, _ = dense.search(q, 50)
-        lat.append(ms_since(t0))
-        got.append(np.pad(ids, (0, 50 - len(ids)), constant_values=-1))
-    got = np.stack(got)
-    ann.update(recall10=recall_at(got, exact, 10), recall50=recall_at(got, exact, 50), search_ms=summarize(lat))
+    ann.update(ann_check(dense.search, qv, vectors))
     if kind != "IndexFlatIP":  # what exact search would have cost at this size, one query at a time
         flat = faiss.IndexFlatIP(vectors.shape[1])
         flat.add(vectors)
