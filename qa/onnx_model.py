@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
@@ -60,18 +59,15 @@ def bundled_hash(variant: str) -> str:
     return _digest12(str(path), st.st_size, st.st_mtime_ns)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)
 def _digest12(path: str, size: int, mtime_ns: int) -> str:
     """First 12 hex digits of a file's SHA-256, computed once per (path, size, mtime)."""
     return file_digest(Path(path))[:12]
 
 
-def model_folder(variant: str, root: Path | None = None) -> Path:
+def model_folder(variant: str) -> Path:
     """Where the prepared model of ``variant`` lives (whether or not it is there yet)."""
-    return (root or cache_root()) / f"e5-int8-{variant}-{bundled_hash(variant)}-r{RECIPE}"
-
-
-_HASHES: dict[tuple[str, int, int], str] = {}
+    return cache_root() / f"e5-int8-{variant}-{bundled_hash(variant)}-r{RECIPE}"
 
 
 def onnx_model_hash(folder: str | os.PathLike[str]) -> str:
@@ -83,10 +79,7 @@ def onnx_model_hash(folder: str | os.PathLike[str]) -> str:
         raise EncoderError(
             f"no ONNX model at {path}; export one: python -m qa export-model {os.fspath(folder)} --format onnx"
         ) from None
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = file_digest(Path(path))[:12]
-    return _HASHES[key]
+    return _digest12(path, st.st_size, st.st_mtime_ns)
 
 
 def check_folder(folder: Path) -> dict | None:
@@ -102,14 +95,11 @@ def check_folder(folder: Path) -> dict | None:
     return config
 
 
-def prepare_model(variant: str = "original", root: Path | None = None, log: Any = None) -> Path:
+def prepare_model(variant: str = "original") -> Path:
     """The prepared int8 model folder of ``variant``: reused when whole, else written now (a few seconds)."""
-    folder = model_folder(variant, root)
+    folder = model_folder(variant)
     if check_folder(folder) is not None:
         return folder
-    t0 = time.perf_counter()
-    if log:
-        log(f"preparing the int8 encoder once for this machine in {folder}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -134,8 +124,6 @@ def prepare_model(variant: str = "original", root: Path | None = None, log: Any 
     for old in folder.parent.glob(f"{folder.name.rsplit('-r', 1)[0]}-r*"):  # other recipes of this file: never
         if old != folder:  # used again (an index of one is refused with the rebuild command), about 170 MB each
             shutil.rmtree(old, ignore_errors=True)
-    if log:
-        log(f"prepared the int8 encoder in {time.perf_counter() - t0:.1f} s")
     return folder
 
 
