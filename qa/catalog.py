@@ -4,6 +4,7 @@
 encoder). ``add_files`` copies files into a corpus folder and ``remove_files`` sets them aside; the
 caller then rebuilds, which embeds only passages the index does not already hold, and deletes the
 set-aside files once the new index is written (or puts them back when the build fails).
+``changing`` does all of that around the caller's rebuild.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .index_spec import open_store
-from .errors import CorpusError, IndexMissingError, QAError
+from .errors import CorpusError, EmptyCorpusError, IndexMissingError, QAError
 from .files import NotRegularFileError, open_regular
 from .ingest import READ_SUFFIXES, SIDECAR_SUFFIX, UNSUPPORTED, iter_corpus_files
 
@@ -181,3 +183,41 @@ def remove_files(corpus: Path, names: list[str], adding: Sequence[str] = ()) -> 
         Removal(names, moved).undo()
         raise CorpusError(f"{str(path)!r} cannot be removed ({exc.strerror or exc}); nothing was removed") from None
     return Removal(list(names), moved)
+
+
+@dataclass
+class Change:
+    """What ``changing`` did to a corpus: ``added`` as ``add_files`` says it, ``removed`` the names set
+    aside (filled once the rebuild succeeded)."""
+
+    corpus: Path
+    added: list[tuple[str, str]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def add(self, files: Sequence[Path]) -> list[tuple[str, str]]:
+        """Copy ``files`` into the corpus (``add_files``); they are taken back if the rebuild fails."""
+        done = add_files(self.corpus, list(files))
+        self.added += done
+        return done
+
+
+@contextmanager
+def changing(corpus: Path, remove: Sequence[str] = (), adding: Sequence[str] = ()) -> Iterator[Change]:
+    """Set ``remove`` aside (``remove_files``; ``adding``: names the body will copy in with ``Change.add``)
+    for the rebuild the ``with`` body runs; when it fails, the added files are taken back and the removed
+    ones put back (removing the last documents becomes one ``CorpusError`` line), so the corpus stays as
+    the index that answers holds it; when it succeeds, the removed files are deleted."""
+    removal = remove_files(corpus, list(remove), adding) if remove else None
+    change = Change(corpus)
+    try:
+        yield change
+    except BaseException as exc:
+        take_back(corpus, change.added)
+        if removal:
+            removal.undo()
+            if isinstance(exc, EmptyCorpusError):
+                raise CorpusError(removal.refusal(str(exc))) from None
+        raise
+    if removal:
+        removal.commit()
+        change.removed = removal.names

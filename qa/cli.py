@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from . import catalog, feedback
 from .config import Config, SplitConfig
-from .errors import CorpusError, EmptyCorpusError, IndexMissingError, QAError
+from .errors import IndexMissingError, QAError
 from .evaluate import evaluate, format_table, load_questions, safe_name, summarize
 from .index_spec import index_arg, open_store, parse_shard
 from .pipeline import Pipeline
@@ -138,29 +138,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     """Copy files into the index's corpus folder and refresh the index (only new passages are embedded)."""
     args.corpus = catalog.corpus_folder(args.index, args.corpus)
-    added = catalog.add_files(args.corpus, args.files)
-    for name, state in added:
-        print(inert(f"{state} {name}"), file=sys.stderr)
-    try:
+    with catalog.changing(args.corpus) as change:
+        for name, state in change.add(args.files):
+            print(inert(f"{state} {name}"), file=sys.stderr)
         return cmd_build(args)
-    except BaseException:
-        catalog.take_back(args.corpus, added)  # the corpus stays as the index that answers holds it
-        raise
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     """Delete files from the index's corpus folder and refresh the index; the files stay when the build fails."""
     args.corpus = catalog.corpus_folder(args.index, args.corpus)
-    removal = catalog.remove_files(args.corpus, args.names)
-    try:
+    with catalog.changing(args.corpus, remove=args.names) as change:
         status = cmd_build(args)
-    except BaseException as exc:
-        removal.undo()  # the files stay as long as the index holds them
-        if isinstance(exc, EmptyCorpusError):
-            raise CorpusError(removal.refusal(str(exc))) from None
-        raise
-    removal.commit()
-    for name in removal.names:
+    for name in change.removed:
         print(inert(f"removed {name}"), file=sys.stderr)
     return status
 

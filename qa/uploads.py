@@ -18,7 +18,7 @@ from pathlib import Path
 from . import catalog
 from .build import BuildReport, Progress
 from .config import Config, SplitConfig, UploadConfig
-from .errors import CorpusError, EmptyCorpusError
+from .errors import CorpusError
 from .ingest import READ_SUFFIXES
 from .pipeline import Pipeline, PipelineHolder
 
@@ -119,23 +119,14 @@ def update(holder: PipelineHolder, add: Sequence[Path] = (), remove: Sequence[st
         ok, report.refused = check_uploads([Path(f) for f in add], old.config.upload)
         if add and not ok and not remove:
             return report  # nothing to copy: the index stays as it is
-        removal = catalog.remove_files(corpus, list(remove), adding=[f.name for f in ok]) if remove else None
-        if progress:
-            progress("read", 0, 1)
-        try:
-            report.added = catalog.add_files(corpus, ok) if ok else []
+        with catalog.changing(corpus, remove, adding=[f.name for f in ok]) as change:
+            if progress:
+                progress("read", 0, 1)
+            if ok:
+                change.add(ok)
             new, report.build = Pipeline.build(corpus, old.index_dir, old.encoder, SplitConfig.of_index(old.manifest),
                                                progress, old.config)
-        except BaseException as exc:
-            catalog.take_back(corpus, report.added)
-            if removal:
-                removal.undo()
-                if isinstance(exc, EmptyCorpusError):
-                    raise CorpusError(removal.refusal(str(exc))) from None
-            raise
-        if removal:
-            removal.commit()
-            report.removed = removal.names
+        report.added, report.removed = change.added, change.removed
         new.warm()
         holder.pipeline = new
         if progress:
