@@ -47,6 +47,7 @@ from .milvus_search import (LITE_ANALYZER, SERVER_ANALYZER, MilvusDense, MilvusL
                             connect, milvus_errors)
 from .milvus_write import BLOB_FIELDS, MilvusWriter
 from .schema import Document, Passage
+from .search import row_offsets
 from .stores import Built, IndexData, Progress, Reusable, Store, Written, document_from_record, passage_of
 from .text import CharGrams
 
@@ -137,7 +138,7 @@ class MilvusStore(Store):
         return manifest
 
     def read_index(self, manifest: dict) -> IndexData:
-        build, where = manifest["build"], (self.location, self.uri)
+        build = manifest["build"]
         with self.errors():
             for kind in KINDS:
                 self.load(self.collection(kind, build))
@@ -150,7 +151,7 @@ class MilvusStore(Store):
                 elif name.startswith("grams/"):
                     codes.append(np.frombuffer(base64.b64decode(text), dtype=np.uint64))
             stored = {kind: self.count(self.collection(kind, build)) for kind in ("passages", "sentences")}
-        offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64)
+        offsets = row_offsets(counts)
         want = manifest["counts"]
         if not (stored["passages"] == len(passages) == want.get("passages")
                 and stored["sentences"] == int(offsets[-1]) == want.get("sentences")):
@@ -159,6 +160,12 @@ class MilvusStore(Store):
                 f"vectors for {len(passages)} passages of {want.get('passages')} and {int(offsets[-1])} sentences "
                 f"of {want.get('sentences')}; rebuild with: {self.rebuild_command(manifest)}")
         grams = CharGrams(np.unique(np.concatenate(codes))) if manifest.get("grams") and codes else None
+        return self.index_data(build, docs, passages, vhashes, vocab, offsets, grams)
+
+    def index_data(self, build: str, docs: list[Document], passages: list[Passage], vhashes: list[str],
+                   vocab: set[str], offsets: np.ndarray, grams: CharGrams | None) -> IndexData:
+        """The stages' objects over one build's collections (its words ``vocab``, sentence ``offsets``)."""
+        where = (self.location, self.uri)
         return IndexData(docs, passages, vhashes,
                          MilvusDense(self.client, self.collection("passages", build), len(passages), *where),
                          MilvusLexical(self.client, self.collection("passages", build),
@@ -296,18 +303,12 @@ class MilvusStore(Store):
             self.sweep({build} | ({live["build"]} if live else set()))
             if shards > 1:  # the machines of a parallel build keep only their report; the app loads it
                 return Written(None, manifest)
-            offsets = np.concatenate([[0], np.cumsum(built.sentence_counts, dtype=np.int64)]).astype(np.int64)
+            offsets = row_offsets(built.sentence_counts)
             if (self.count(self.collection("passages", build)), self.count(self.collection("sentences", build))) \
                     != (len(built.passages), int(offsets[-1])):
                 raise IndexCorruptError(f"Milvus did not keep every passage written to {self.location}; build again")
-        where = (self.location, self.uri)
-        return Written(IndexData(
-            built.documents, built.passages, built.vhashes,
-            MilvusDense(self.client, self.collection("passages", build), len(built.passages), *where),
-            MilvusLexical(self.client, self.collection("passages", build),
-                          {w: i for i, w in enumerate(sorted(vocab))}, *where),
-            MilvusSentences(self.client, self.collection("sentences", build), offsets, *where), built.grams),
-            manifest)
+        return Written(self.index_data(build, built.documents, built.passages, built.vhashes, vocab, offsets,
+                                       built.grams), manifest)
 
     def build_id(self, built: Built, config: IndexConfig) -> str:
         """A new build's name: random for one machine; for N shards a digest of what they all read and

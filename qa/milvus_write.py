@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import IndexConfig
 from .milvus_search import LITE_ANALYZER, SERVER_ANALYZER, join_words
+from .search import row_offsets
 from .stores import Built, Progress, chunks, document_record, shard_of
 from .text import tokenize
 
@@ -173,7 +174,7 @@ class MilvusWriter:
         """Insert ``built``'s share: its passages (vectors and BM25 words), their sentences, its share of
         the documents (``shard_of`` their id), its words and character pairs; flush. Returns the words."""
         shard, shards = built.shard
-        offsets = np.concatenate([[0], np.cumsum(built.sentence_counts, dtype=np.int64)])
+        offsets = row_offsets(built.sentence_counts)
         vocab: set[str] = set()
 
         def passages() -> Iterator[dict]:

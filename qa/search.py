@@ -135,7 +135,7 @@ class SentenceVectors:
     @classmethod
     def build(cls, vectors: np.ndarray, counts: Iterable[int]) -> SentenceVectors:
         """From (total sentences, dim) vectors, passage by passage, and each passage's sentence count."""
-        offsets = np.concatenate([[0], np.cumsum(np.fromiter(counts, dtype=np.int64))]).astype(np.int64)
+        offsets = row_offsets(counts)
         if offsets[-1] != len(vectors):
             raise ValueError(f"{len(vectors)} sentence vectors for {int(offsets[-1])} sentences")
         return cls(np.asarray(vectors, dtype=np.float16), offsets)
@@ -358,6 +358,11 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = part[np.lexsort((part, -scores[part]))]
     order = order[scores[order] > 0]
     return order.astype(np.int64), scores[order]
+
+
+def row_offsets(counts: Iterable[int]) -> np.ndarray:
+    """Where each passage's sentence rows start, and the end: (passages + 1,) int64 from the counts."""
+    return np.concatenate([[0], np.cumsum(np.fromiter(counts, dtype=np.int64))]).astype(np.int64)
 
 
 def best_cosines(rows: list[np.ndarray], query: np.ndarray) -> np.ndarray:
