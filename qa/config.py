@@ -201,7 +201,11 @@ class QuoteConfig:
     the question's content words beyond the title's (a paraphrase keeps one). A neighbour holding
     ``neighbour_gain`` of the question that the best sentence lacks is quoted with it; a sentence of
     fewer than ``min_quote_chars`` letters and digits is quoted with the next; with ``pronoun_lead``, one
-    whose subject is a pronoun ("它…", "其…") with the one before, which names what it stands for."""
+    whose subject is a pronoun ("它…", "其…") with the one before, which names what it stands for.
+    ``sentence_dense_weight`` x the sentence's cosine to the question (its stored vector) is added too:
+    meaning separates sentences that share as many of the question's words. When the runner-up is next to
+    the best sentence and scores within ``pair_margin`` of it, the two are quoted together: the scores
+    cannot tell which one answers."""
 
     char_share_weight: float = 0.6
     when_bonus: float = 0.35
@@ -211,6 +215,8 @@ class QuoteConfig:
     neighbour_gain: float = 0.05
     min_quote_chars: int = 12
     pronoun_lead: bool = True
+    sentence_dense_weight: float = 2.0
+    pair_margin: float = 0.4
 
 
 @dataclass(frozen=True)

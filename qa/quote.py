@@ -49,10 +49,12 @@ def pick_quote(
     plus ``match.phrase_weight`` times their share of the question's character trigrams (bigrams and
     trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an answer-type cue
     (``_cue_bonus``), plus ``config.char_share_weight`` times their share of
-    the characters of the question's content words beyond the title's. When no sentence shares a word
+    the characters of the question's content words beyond the title's, plus ``config.sentence_dense_weight``
+    times their cosine to ``query_vector`` (vectors from ``embed``, when given). When no sentence shares a word
     with the question beyond those of the ``title`` (an English question over Chinese text;
     "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。朱载圳贪婪蛮横…") and an ``embed``
     function is given, the sentence with the highest cosine to ``query_vector`` is chosen instead. A
+    runner-up next to the chosen sentence within ``config.pair_margin`` of its score is quoted with it. A
     neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen sentence
     lacks is quoted with it, and so is the sentence before one whose subject is a pronoun
     (``config.pronoun_lead``).
@@ -80,11 +82,18 @@ def pick_quote(
         chars = cjk_chars("".join(w for w, _ in content_words(question, hmm_chars))) - set(folded_title)
         if chars:
             scores = [x + config.char_share_weight * len(chars & g) / len(chars) for x, g in zip(scores, grams)]
+        if config.sentence_dense_weight and embed is not None and query_vector is not None:
+            cosines = embed(sentences) @ query_vector
+            scores = [x + config.sentence_dense_weight * float(c) for x, c in zip(scores, cosines)]
     best = int(np.argmax(scores))
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.
     if best + 1 < len(spans) and _fragment(passage_text[s:e], config.min_quote_chars):
         return Quote(passage_text[s : spans[best + 1][1]], s, spans[best + 1][1])
+    if not by_meaning:  # a close runner-up next to the best: the scores cannot tell which answers
+        runner = max((n for n in range(len(spans)) if n != best), key=lambda n: scores[n])
+        if abs(runner - best) == 1 and scores[best] - scores[runner] < config.pair_margin:
+            s, e = min(s, spans[runner][0]), max(e, spans[runner][1])
     if not by_meaning and max(overlaps) > 0:
         # A question built from two sentences: quote the neighbour that holds most of the rest of it.
         lacking = q_grams - grams[best]

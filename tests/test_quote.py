@@ -17,7 +17,7 @@ def test_quote_prefers_the_sentence_that_answers_over_the_one_that_names_the_tit
             "本鱼分布于西太平洋区，包括日本、台湾及澳洲等海域。")
     q = "截尾鹦嘴鱼一般分布在什么地方？"
     assert pick_quote(q, text).text.startswith("截尾鹦嘴鱼")  # without a title: the lead sentence wins
-    alone = QuoteConfig(neighbour_gain=1.0)  # the chosen sentence, without the neighbour it may be quoted with
+    alone = QuoteConfig(neighbour_gain=1.0, pair_margin=0)  # the chosen sentence alone, without a neighbour
     assert pick_quote(q, text, title="截尾鹦嘴鱼", config=alone).text.startswith("本鱼分布于西太平洋区")
     # Title bigrams still count a little: with no other overlap, the sentence naming the subject wins.
     assert pick_quote("截尾鹦嘴鱼？", text, title="截尾鹦嘴鱼").text.startswith("截尾鹦嘴鱼")
@@ -37,8 +37,9 @@ def test_when_only_title_words_are_shared_the_quote_is_chosen_by_meaning():
     query = np.array([0.0, 1.0], dtype=np.float32)
     assert pick_quote(q, text, embed, query, title).text == "朱载圳贪婪蛮横而嘉靖帝骄傲暴躁，父子很不和睦。"
     assert len(asked) == 1
-    # a word shared beyond the title keeps the choice lexical: the encoder is not asked
-    assert pick_quote("朱载圳被封为什么王?", text, embed, query, title).text.endswith("嘉靖十八年（1538年），封景王。")
+    # a word shared beyond the title keeps the choice lexical: the encoder is not asked for the choice alone
+    words = QuoteConfig(sentence_dense_weight=0)
+    assert pick_quote("朱载圳被封为什么王?", text, embed, query, title, words).text.endswith("嘉靖十八年（1538年），封景王。")
     assert len(asked) == 1
 
 
@@ -81,5 +82,34 @@ def test_quote_by_meaning_reads_the_stored_sentence_vectors(built_index, monkeyp
 
 def test_quote_counts_the_characters_a_paraphrase_keeps(question, passage, title, answer):
     assert answer in pick_quote(question, passage, title=title).text
-    words_alone = QuoteConfig(char_share_weight=0.0, neighbour_gain=1.0)  # the sentence alone, no neighbour
+    words_alone = QuoteConfig(char_share_weight=0.0, neighbour_gain=1.0, pair_margin=0)  # the sentence alone
     assert answer not in pick_quote(question, passage, title=title, config=words_alone).text
+
+
+def test_the_sentence_cosine_separates_sentences_that_share_as_many_words():
+    # Both sentences hold 区块链 and 企业 once; only the stored vectors say which is about the count.
+    text = "相城区区块链企业发展迅速。目前区块链企业共有160家。"
+    single = QuoteConfig(pair_margin=0, count_bonus=0)
+
+    def embed(sentences):
+        return np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+
+    q, query = "区块链企业", np.array([0.0, 1.0], dtype=np.float32)
+    assert pick_quote(q, text, config=single).text == "相城区区块链企业发展迅速。"  # a tie: the first
+    assert pick_quote(q, text, embed, query, config=single).text == "目前区块链企业共有160家。"
+    off = QuoteConfig(pair_margin=0, count_bonus=0, sentence_dense_weight=0)
+    assert pick_quote(q, text, embed, query, config=off).text == "相城区区块链企业发展迅速。"
+
+
+def test_a_close_runner_up_next_to_the_best_sentence_is_quoted_with_it():
+    text = "苏州获批创建区块链发展先导区。相城区是先导区的核心发展区。先导区位于苏州北部。"
+    q = "相城区在先导区中的地位是什么？"
+    alone = pick_quote(q, text, config=QuoteConfig(pair_margin=0, neighbour_gain=1.0))
+    assert alone.text == "相城区是先导区的核心发展区。"
+    scores_close = QuoteConfig(pair_margin=10.0, neighbour_gain=1.0)  # any runner-up is close
+    both = pick_quote(q, text, config=scores_close)
+    assert both.text in (text[: text.index("先导区位于")], text[text.index("相城区") :])
+    assert text[both.start : both.end] == both.text and alone.text in both.text
+    # a runner-up that is not next to the best sentence is never quoted with it
+    apart = "相城区是先导区的核心发展区。今年天气很好。先导区的核心是相城区。"
+    assert pick_quote(q, apart, config=scores_close).text in ("相城区是先导区的核心发展区。", "先导区的核心是相城区。")

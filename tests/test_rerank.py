@@ -10,7 +10,7 @@ import pytest
 from conftest import REAL_CORPUS, REAL_QUESTION
 
 from qa import Pipeline
-from qa.config import Config, MatchConfig, RerankConfig
+from qa.config import Config, MatchConfig, QuoteConfig, RerankConfig
 from qa.quote import pick_quote
 from qa.rerank import (
     best_sentence_overlap,
@@ -37,7 +37,7 @@ def test_a_sentence_repeating_the_question_phrase_outranks_one_with_the_same_wor
     assert char_trigrams(fold("區塊鏈 ab 技術")) == {"区块链"}  # CJK runs only, folded
     assert best_sentence_overlap(grams, "", tris) == 0.0
     # The quote too: with the scattered sentence first, a bigram tie alone would quote it.
-    assert pick_quote(q, scattered + answer).text == answer
+    assert pick_quote(q, scattered + answer, config=QuoteConfig(pair_margin=0)).text == answer
 
 
 def test_a_document_the_question_names_by_its_title_is_ranked_up(tmp_path):
