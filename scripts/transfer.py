@@ -7,7 +7,7 @@ default rerank). The value best on one set is then read on the other, in both di
 whose best value flips between directions fits noise. Abstention settings are not covered here (their
 checks read every passage's BM25 scores, which this script does not keep).
 
-    python scripts/transfer.py [--out docs/eval/transfer.md]
+    python scripts/transfer.py [--out docs/eval/transfer.md] [--only quote.pair_margin,...]
 
 Needs the eval indexes (``python -m qa eval evals/drcd/dev.questions.jsonl --docs evals/drcd/dev.docs.jsonl``
 builds index/eval/drcd-dev.docs, likewise CMRC); the questions' candidates are kept in index/eval/*/transfer.pkl.
@@ -55,6 +55,8 @@ QUOTE_GRID = {
     "quote.neighbour_gain": (0.05, 0.1, 0.2, 1.0),
     "quote.min_quote_chars": (4, 8, 12),
     "quote.pronoun_lead": (False, True),
+    "quote.sentence_dense_weight": (0.0, 0.5, 1.0, 2.0, 4.0),
+    "quote.pair_margin": (0.0, 0.2, 0.3, 0.4, 0.6),
 }
 
 
@@ -113,7 +115,9 @@ def quote_score(p: Pipeline, rows: list[dict], config: Config) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="docs/eval/transfer.md")
+    ap.add_argument("--only", default="", help="comma-separated settings to run; their rows in --out are replaced")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
     loaded = {name: candidates(name) for name in SETS}
     base = Config()
     for p, rows in loaded.values():  # the first passage under the default rerank, for the quote grid
@@ -129,6 +133,8 @@ def main() -> None:
              "best on CMRC → on DRCD | agree |", "|---|---|---|---|---|---|---|---|"]
     for grid, kind in ((RERANK_GRID, "rerank"), (QUOTE_GRID, "quote")):
         for name, values in grid.items():
+            if only and name not in only:
+                continue
             scores = {}
             for set_name, (p, rows) in loaded.items():
                 scores[set_name] = [rerank_score(p, rows, with_setting(base, name, v)) if kind == "rerank"
@@ -143,8 +149,14 @@ def main() -> None:
             lines.append(f"| `{name}` | {default} | {' / '.join(map(str, values))} | {cells['DRCD']} | {cells['CMRC']} "
                          f"| {d2c} | {c2d} | {agree} |")
             print(lines[-1], flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = Path(args.out)
+    if only and out.exists():  # keep the other settings' rows, replace (or add) these
+        new_rows = {row.split("`")[1]: row for row in lines[6:]}
+        kept = out.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        lines = [new_rows.pop(row.split("`")[1], row) if row.startswith("| `") else row for row in kept]
+        lines += list(new_rows.values())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
 
 
