@@ -166,7 +166,8 @@ def _write(folder: Path, variant: str, recipe: int) -> None:
         "prompts": {"query": PROMPTS["query"], "passage": PROMPTS["passage"]},
         "inputs": ["input_ids"], "output": OUTPUT, "pooling": "mean", "normalized": False,
         "quantization": {"weights": "int8 per channel (7-bit range)", "activations": "uint8, dynamic per batch",
-                         "float": "attention scores; the FFN output of layers other than " + ", ".join(map(str, RECIPES[recipe])),
+                         "float": "attention scores; the FFN output of layers " + ", ".join(
+                             str(i) for i in range(h["NL"]) if i not in RECIPES[recipe]),
                          "word_embedding": "the engine's 4-bit blocks"},
         "model_sha256": file_digest(folder / ONNX_FILE),
     }

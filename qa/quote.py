@@ -54,9 +54,9 @@ def pick_quote(
     with the question beyond those of the ``title`` (an English question over Chinese text;
     "朱载圳的性格有什么特点?" over "朱载圳（），明世宗第四子…。朱载圳贪婪蛮横…") and an ``embed``
     function is given, the sentence with the highest cosine to ``query_vector`` is chosen instead. A
-    runner-up next to the chosen sentence within ``config.pair_margin`` of its score is quoted with it. A
-    neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen sentence
-    lacks is quoted with it, and so is the sentence before one whose subject is a pronoun
+    runner-up next to a sentence chosen by its words, within ``config.pair_margin`` of its score, is quoted
+    with it. A neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen
+    sentence lacks is quoted with it, and so is the sentence before one whose subject is a pronoun
     (``config.pronoun_lead``).
     """
     spans = quote_spans(passage_text)
