@@ -205,7 +205,9 @@ class QuoteConfig:
     ``sentence_dense_weight`` x the sentence's cosine to the question (its stored vector) is added too:
     meaning separates sentences that share as many of the question's words. When the runner-up is next to
     the best sentence and scores within ``pair_margin`` of it, the two are quoted together: the scores
-    cannot tell which one answers."""
+    cannot tell which one answers. For a question asking for a kind of fact in ``kind_neighbours``, a quote
+    that states none takes in the sentence before it (else after it) that does ("同年…" after the sentence
+    with the year), unless the quote repeats the question's own expression of that kind."""
 
     char_share_weight: float = 0.6
     when_bonus: float = 0.35
@@ -217,6 +219,7 @@ class QuoteConfig:
     pronoun_lead: bool = True
     sentence_dense_weight: float = 2.0
     pair_margin: float = 0.4
+    kind_neighbours: tuple[str, ...] = ("when", "count")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .config import MatchConfig, QuoteConfig
-from .kinds import asked_kind, states
+from .kinds import asked_kind, expressions, states
 from .rerank import question_grams, question_trigrams, sentence_grams, sentence_overlaps, sentence_trigrams
 from .schema import Quote
 from .split import quote_spans
@@ -57,7 +57,8 @@ def pick_quote(
     runner-up next to a sentence chosen by its words, within ``config.pair_margin`` of its score, is quoted
     with it. A neighbour that holds ``config.neighbour_gain`` of the question's bigrams that the chosen
     sentence lacks is quoted with it, and so is the sentence before one whose subject is a pronoun
-    (``config.pronoun_lead``).
+    (``config.pronoun_lead``). A quote that still states no fact of the asked kind (``qa.kinds``) takes in
+    the sentence before it, else the one after it, that states one (``config.kind_neighbours``).
     """
     spans = quote_spans(passage_text)
     if len(spans) == 1:
@@ -106,6 +107,16 @@ def pick_quote(
             s, e = min(s, spans[n][0]), max(e, spans[n][1])
     if config.pronoun_lead and best > 0 and _PRONOUN.match(passage_text[spans[best][0]:spans[best][1]]):
         s = min(s, spans[best - 1][0])  # "它…": the sentence before names what it is
+    kind = asked_kind(question)
+    # (a quote that repeats the question's own "排名第4" answers it with something else: a name)
+    if kind in config.kind_neighbours and not states(kind, passage_text[s:e], question) and \
+            not any(o in fold(passage_text[s:e]) for o in expressions(kind, question)):
+        first = next(i for i, (a, _) in enumerate(spans) if a >= s)
+        last = max(i for i, (_, b) in enumerate(spans) if b <= e)
+        for n in (first - 1, last + 1):  # "同年…", "该公司…": the fact is stated next door
+            if 0 <= n < len(spans) and states(kind, passage_text[spans[n][0]:spans[n][1]], question):
+                s, e = min(s, spans[n][0]), max(e, spans[n][1])
+                break
     return Quote(passage_text[s:e], s, e)
 
 

@@ -57,6 +57,7 @@ QUOTE_GRID = {
     "quote.pronoun_lead": (False, True),
     "quote.sentence_dense_weight": (0.0, 0.5, 1.0, 2.0, 4.0),
     "quote.pair_margin": (0.0, 0.2, 0.3, 0.4, 0.6),
+    "quote.kind_neighbours": ((), ("when",), ("when", "count"), ("when", "count", "who", "where")),
 }
 
 

@@ -113,3 +113,17 @@ def test_a_close_runner_up_next_to_the_best_sentence_is_quoted_with_it():
     # a runner-up that is not next to the best sentence is never quoted with it
     apart = "相城区是先导区的核心发展区。今年天气很好。先导区的核心是相城区。"
     assert pick_quote(q, apart, config=scores_close).text in ("相城区是先导区的核心发展区。", "先导区的核心是相城区。")
+
+
+def test_a_quote_without_the_asked_kind_takes_in_the_neighbour_that_states_it():
+    # From DRCD dev: the sentence matching the question says "同年"; the year is in the one before.
+    text = "1943年7月，墨索里尼被解除職務。同年，杜林爆發了規模空前的大罷工。罷工席捲整個義大利北部。"
+    q = "杜林在哪一年爆發了規模空前的大罷工?"
+    assert pick_quote(q, text, config=QuoteConfig(kind_neighbours=(), pair_margin=0)).text == \
+        "同年，杜林爆發了規模空前的大罷工。"
+    quote = pick_quote(q, text, config=QuoteConfig(pair_margin=0))
+    assert quote.text == text[: text.index("罷工席捲")] and text[quote.start : quote.end] == quote.text
+    # a quote that states the kind already, or a question of no kind, is left as it is
+    assert pick_quote("墨索里尼在哪一年被解除職務?", text, config=QuoteConfig(pair_margin=0)).text == \
+        "1943年7月，墨索里尼被解除職務。"
+    assert pick_quote("杜林爆發了什麼?", text, config=QuoteConfig(pair_margin=0)).text == "同年，杜林爆發了規模空前的大罷工。"
