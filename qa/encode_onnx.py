@@ -25,7 +25,8 @@ from .onnx_model import RECIPE, RECIPES, bundled_hash, onnx_model_hash, prepare_
 
 INT8 = "e5-int8"
 VARIANTS = ("original", "enpt")
-RUN_TOKENS = 4096  # tokens of one session run of the token-states model (rows of one length, unpadded; 4k-16k: same speed)
+# tokens of one session run of the token-states model (rows of one length, unpadded; 4k-16k: same speed)
+RUN_TOKENS = 4096
 
 
 def _physical_cores() -> int:

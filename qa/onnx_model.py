@@ -216,7 +216,8 @@ def float_graph(model: dict[str, Any]) -> Any:
         wqkv = np.concatenate([t[f"{p}.q.w"].T, t[f"{p}.k.w"].T, t[f"{p}.v.w"].T], axis=1)
         bqkv = np.concatenate([t[f"{p}.q.b"], t[f"{p}.k.b"], t[f"{p}.v.b"]])
         qkv = node("MatMul", [x, const(f"{p}_qkv_w", wqkv)], f"{p}_qkv")  # int8 after quantisation
-        nodes.append(helper.make_node("Split", [qkv, splits], [f"{p}_q", f"{p}_k", f"{p}_v"], name=f"{p}_split", axis=2))
+        nodes.append(helper.make_node("Split", [qkv, splits], [f"{p}_q", f"{p}_k", f"{p}_v"], name=f"{p}_split",
+                                      axis=2))
         att = node("MultiHeadAttention", [f"{p}_q", f"{p}_k", f"{p}_v", const(f"{p}_qkv_b", bqkv)], f"{p}_att",
                    domain="com.microsoft", num_heads=NH)
         ao = node("MatMul", [att, const(f"{p}_ao_w", t[f"{p}.ao.w"].T)], f"{p}_ao")

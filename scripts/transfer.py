@@ -126,12 +126,14 @@ def main() -> None:
         for row in rows:
             ids, _ = r.rerank(row["lexical"], row["ids"], row["scores"], row["vector"])
             row["top"] = int(ids[0]) if row["hits"][int(ids[0])] else None
-    lines = ["# Do the settings transfer? (`python scripts/transfer.py`)", "",
-             "Each setting alone, the others at their defaults. Rerank and match: hit@1 (MRR breaks ties) of the "
-             "answerable dev questions; quote: quote accuracy of the answered questions whose first passage is right. "
-             "'best on X' is the grid value that scores best on X; the next column is what it scores on the other set.",
-             "", "| setting | default | grid | DRCD (each value) | CMRC (each value) | best on DRCD → on CMRC | "
-             "best on CMRC → on DRCD | agree |", "|---|---|---|---|---|---|---|---|"]
+    header = ["# Do the settings transfer? (`python scripts/transfer.py`)", "",
+              "Each setting alone, the others at their defaults. Rerank and match: hit@1 (MRR breaks ties) of the "
+              "answerable dev questions; quote: quote accuracy of the answered questions whose first passage is right. "
+              "'best on X' is the grid value that scores best on X; the next column is what it scores on the other "
+              "set.",
+              "", "| setting | default | grid | DRCD (each value) | CMRC (each value) | best on DRCD → on CMRC | "
+              "best on CMRC → on DRCD | agree |", "|---|---|---|---|---|---|---|---|"]
+    lines = list(header)
     for grid, kind in ((RERANK_GRID, "rerank"), (QUOTE_GRID, "quote")):
         for name, values in grid.items():
             if only and name not in only:
@@ -152,7 +154,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     out = Path(args.out)
     if only and out.exists():  # keep the other settings' rows, replace (or add) these
-        new_rows = {row.split("`")[1]: row for row in lines[6:]}
+        new_rows = {row.split("`")[1]: row for row in lines[len(header):]}
         kept = out.read_text(encoding="utf-8").rstrip("\n").split("\n")
         lines = [new_rows.pop(row.split("`")[1], row) if row.startswith("| `") else row for row in kept]
         lines += list(new_rows.values())

@@ -156,7 +156,6 @@ def synthesize_sentences(passages: list, vectors: np.ndarray, sigma: float = SIG
     return SentenceVectors.build(out, counts)
 
 
-
 def synthesize_extras(passages: list, vectors: np.ndarray, sigma: float = SIGMA, seed: int = SEED):
     """The synthesised passages' sentence vectors (``synthesize_sentences``) and character pairs
     (``abstain.corpus_grams``), as a build stores them, with the seconds each took:
