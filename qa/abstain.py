@@ -12,14 +12,13 @@ specific words count more. Confidence starts at 1 and each check may lower it (`
 - ``not_held_together``: ``coverage``, the weighted share of the words that the best of the top
   ``coverage_depth`` BM25 passages holds, caps it at ``coverage_scale * coverage``: a question about
   another corpus often names things this one mentions, but never in one place.
-- ``sentence_says_little`` (when unsure, confidence under ``unsure``): the best passage's best sentence
-  must hold ``min_support`` of the question (``qa.rerank.sentence_support``), else confidence falls to
-  that support.
-- ``sentence_means_little`` (when unsure): that sentence's cosine to the question must stand
-  ``min_sentence_gap`` above the mean best-sentence cosine of the top passages (``sentence_gap``), else 0.
-  A gap, not a cosine: one model's cosines crowd into a narrow band that differs between models.
-- ``neither_says_nor_means`` (always): a sentence under ``weak_support`` and under ``weak_gap`` sets it to
-  0. A question is written from a sentence, which shares its words or says it in other words.
+- ``sentence_confidence``: with the best passage's best sentence at hand, confidence becomes a
+  logistic of the words' confidence, that sentence's ``support`` (how much of the question it says:
+  ``qa.rerank.sentence_support``) and ``said``, the lower of its support and ``gap_scale`` x its
+  ``gap`` (how much closer to the question it means than the mean best sentence of the top passages:
+  ``sentence_gap``). A question is written from a sentence, which shares its words or says it in other
+  words; a question about another corpus whose words this one holds together still finds a passage
+  whose sentences do neither. The weights are fitted (``scripts/fit_abstain.py``), not set by hand.
 
 English questions over a Chinese corpus are judged by their words' CC-CEDICT translations (a word is
 missing when the dictionary knows it but the corpus uses none of its renderings); the other checks do
@@ -196,6 +195,12 @@ class Abstainer:
             _, missing, content = translation
             missing = [w for w in missing if not self.words.uses(w)]  # English words the corpus itself uses
             return confidence(len(missing) / content if content else 1.0, False, scale=self.config.coverage_scale)
+        return sentence_confidence(self.config, *self.evidence(question, lex, top, gap))
+
+    def evidence(self, question: str, lex: LexicalScores | None = None, top: str | None = None,
+                 gap: float | None = None) -> tuple[float, float | None, float | None]:
+        """(the words' confidence, ``support``, ``gap``): what ``sentence_confidence`` weighs, for a
+        Chinese question; ``scripts/fit_abstain.py`` fits the weights on them."""
         words = content_words(question, self.hmm_chars)
         share, name_missing, _ = missing_concepts(question, self.words.present, words)
         if name_missing or not words:
@@ -207,18 +212,24 @@ class Abstainer:
             unstated = unstated_attribute(question, self.words.present, texts, self.hmm_chars)
             conf = confidence(share, bool(unstated), 1.0 if unstated else coverage(words, texts),
                               self.config.coverage_scale)
-        support = None if top is None else sentence_support(question, top, self.match)
-        return sentence_checks(self.config, conf, support, gap)
+        return conf, None if top is None else sentence_support(question, top, self.match), gap
 
 
-def sentence_checks(config: AbstainConfig, conf: float, support: float | None, gap: float | None) -> float:
-    """``conf`` after the checks on the best passage's best sentence: ``support``, its
-    ``sentence_support``; ``gap``, ``Abstainer.sentence_gap`` (a check is skipped without its score)."""
-    unsure = conf < config.unsure
-    if support is not None and unsure and support < config.min_support:  # sentence_says_little
-        conf = min(conf, support)
-    if gap is not None and unsure and gap < config.min_sentence_gap:  # sentence_means_little
-        conf = 0.0
-    if support is not None and gap is not None and support < config.weak_support and gap < config.weak_gap:
-        conf = 0.0  # neither_says_nor_means
-    return conf
+def sentence_confidence(config: AbstainConfig, conf: float, support: float | None, gap: float | None) -> float:
+    """Confidence from the words' ``conf`` and the best passage's best sentence: its ``support``
+    (``sentence_support``) and ``gap`` (``Abstainer.sentence_gap``).
+
+    ``sigmoid(bias + words_weight * conf + support_weight * support + said_weight * said)`` with
+    ``said = min(support, gap_scale * gap)``: a sentence must say the question or mean it, and one that
+    does neither sinks the confidence however well the corpus knows the words, and one that does both
+    can lift a confidence that a few missing words lowered. Without a gap (fewer than
+    ``min_gap_passages`` passages, unlike the corpora the weights were fitted on) ``said`` is the
+    support and the sentence can only lower the words' confidence. Without a sentence, or when ``conf`` is 0
+    (a missing name or attribute, or no word of the question in the corpus), ``conf`` stands.
+    """
+    if support is None or conf == 0.0:
+        return conf
+    said = support if gap is None else min(support, config.gap_scale * gap)
+    z = config.bias + config.words_weight * conf + config.support_weight * support + config.said_weight * said
+    p = float(1.0 / (1.0 + np.exp(-z)))
+    return p if gap is not None else min(conf, p)

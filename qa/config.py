@@ -174,22 +174,26 @@ class RerankConfig:
 class AbstainConfig:
     """When to say the documents do not answer (``qa.abstain``): confidence under ``threshold``.
 
-    Confidence starts as ``min(1 - missing share, coverage_scale * coverage)``, coverage read from the
-    best of the top ``coverage_depth`` BM25 passages. Under ``unsure``, the best passage's best
-    sentence must also say ``min_support`` of the question and mean it ``min_sentence_gap`` above the
-    other top passages' best sentences (a gap needs ``min_gap_passages`` of them); at any confidence it
-    must say ``weak_support`` or mean it ``weak_gap`` above them.
+    The words' confidence is ``min(1 - missing share, coverage_scale * coverage)``, coverage read from
+    the best of the top ``coverage_depth`` BM25 passages (0 when a name or the asked attribute is
+    missing). With the best passage's best sentence at hand, the confidence is a logistic of the words'
+    confidence, that sentence's support (how much of the question it says) and the lower of its support
+    and ``gap_scale`` x its gap (how much closer it means the question than the top passages' best
+    sentences do; a gap needs ``min_gap_passages`` of them): ``words_weight``, ``support_weight`` and
+    ``said_weight`` with ``bias``. ``scripts/fit_abstain.py`` fits them on one corpus's questions and
+    judges them on the other's; ``bias`` puts ``threshold`` where 2.5% of the fitted corpus's answerable
+    questions fall below it.
     """
 
     threshold: float = 0.6
-    unsure: float = 0.8
-    min_support: float = 0.25
-    min_sentence_gap: float = 0.015
-    weak_support: float = 0.3
-    weak_gap: float = 0.025
     coverage_depth: int = 10
     coverage_scale: float = 1.5
     min_gap_passages: int = 10
+    gap_scale: float = 5.0
+    words_weight: float = 4.47
+    support_weight: float = 5.42
+    said_weight: float = 11.48
+    bias: float = -6.52
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from conftest import OFF_TOPIC, REAL_QUESTION
@@ -12,10 +14,10 @@ from qa.abstain import (
     confidence,
     coverage,
     missing_concepts,
-    sentence_checks,
+    sentence_confidence,
     unstated_attribute,
 )
-from qa.config import AbstainConfig, Config
+from qa.config import AbstainConfig
 from qa.rerank import sentence_support
 
 
@@ -41,21 +43,17 @@ def test_words_the_corpus_has_but_never_in_one_passage_abstain(tiny_built):
     assert not p.ask("相城区有多少个应用场景备案成功？").abstained
 
 
-def test_an_unsure_answer_whose_best_sentence_says_little_of_the_question_abstains(tiny_built):
-    # sentence_says_little (qa.abstain), with its limits moved so that the tiny corpus's short sentences reach them.
+def test_a_best_sentence_that_says_little_of_the_question_abstains_on_a_corpus_too_small_for_a_gap(tiny_built):
+    # sentence_confidence: six passages are too few for a gap, so the sentence's support is read alone.
     _, _, p = tiny_built
     spread = "创建先导区的公司负责捷运营运和采摘明前茶吗？"  # words of three articles, none together
-    default = p.ask(spread)
-    support = sentence_support(spread, default.best.passage.text)
-    assert p.config.abstain.threshold <= default.confidence < p.config.abstain.unsure
-    assert not default.abstained and 0.25 < support < 0.5  # by default, enough of it is said
-    strict = p.with_config(Config(abstain=AbstainConfig(min_support=0.5)))
-    a = strict.ask(spread)
-    assert a.abstained and a.confidence == pytest.approx(support)
-    confident = "运量最高的名茶是什么？"  # confidence over `unsure`: its sentence is not checked
-    assert strict.ask(confident).confidence >= 0.8 and not strict.ask(confident).abstained
-    assert sentence_support(confident, strict.ask(confident).best.passage.text) < 0.5
-    assert not p.with_config(Config(abstain=AbstainConfig(min_support=0.5, unsure=0.6))).ask(spread).abstained
+    a = p.ask(spread)
+    conf, support, gap = p.abstainer.evidence(spread, top=a.best.passage.text)
+    assert gap is None and 0.4 < support < 0.5 and not a.abstained  # enough of it is said in one sentence
+    assert a.confidence == pytest.approx(sentence_confidence(p.config.abstain, conf, support, None))
+    other = next(x.text for x in p.passages if sentence_support(spread, x.text) < 0.1)
+    assert p.abstainer.confidence(spread, top=other) < p.config.abstain.threshold  # the same words, said nowhere
+    assert p.abstainer.confidence(spread) == conf  # no sentence to read: the words' confidence stands
 
 
 def test_counting_and_who_questions_name_the_attribute_they_ask_for():
@@ -109,43 +107,35 @@ def test_sentence_gap_is_the_first_passages_lead_over_the_mean_and_needs_ten_pas
     assert p.abstainer.sentence_gap(np.zeros(least, np.int64), qvec) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_sentence_means_little_applies_only_when_unsure(built_index):
+def test_a_best_sentence_must_say_or_mean_the_question(built_index):
     _, _, p = built_index
-    conf = p.abstainer.confidence(REAL_QUESTION)
-    assert conf >= p.config.abstain.threshold
-    unsure = p.with_config(Config(abstain=AbstainConfig(unsure=1.01))).abstainer  # every question is unsure
-    assert unsure.confidence(REAL_QUESTION, gap=0.001) == 0.0
-    assert unsure.confidence(REAL_QUESTION, gap=0.5) == conf
-    assert unsure.confidence(REAL_QUESTION, gap=None) == conf
-    sure = p.with_config(Config(abstain=AbstainConfig(unsure=0.0))).abstainer  # sure enough: not checked
-    assert sure.confidence(REAL_QUESTION, gap=0.001) == conf
+    ab, threshold = p.abstainer, p.config.abstain.threshold
+    conf, _, _ = ab.evidence(REAL_QUESTION)
+    assert conf >= threshold
+    says = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) >= 0.5)
+    other = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) < 0.1)
+    assert ab.confidence(REAL_QUESTION, top=other, gap=0.001) < threshold  # neither
+    assert ab.confidence(REAL_QUESTION, top=says, gap=0.001) >= threshold  # says it
+    assert ab.confidence(REAL_QUESTION, top=says, gap=0.2) > ab.confidence(REAL_QUESTION, top=says, gap=0.001)
+    assert ab.confidence(REAL_QUESTION) == conf  # no sentence: not read
 
 
-def test_neither_says_nor_means_wants_a_best_sentence_that_says_or_means_the_question(built_index):
-    _, _, p = built_index
-    ab = p.with_config(Config(abstain=AbstainConfig(unsure=0.0))).abstainer  # the two unsure-only checks off
-    conf = ab.confidence(REAL_QUESTION)
-    assert conf >= p.config.abstain.threshold
-    says = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) >= 0.3)
-    other = next(x.text for x in p.passages if sentence_support(REAL_QUESTION, x.text) < 0.3)
-    assert ab.confidence(REAL_QUESTION, top=other, gap=0.001) == 0.0  # neither
-    assert ab.confidence(REAL_QUESTION, top=other, gap=0.5) == conf  # means it
-    assert ab.confidence(REAL_QUESTION, top=says, gap=0.001) == conf  # says it
-    assert ab.confidence(REAL_QUESTION, top=other) == conf  # no gap to judge by: not checked
-
-
-def test_sentence_checks_by_hand():
-    cfg = AbstainConfig(unsure=0.8, min_support=0.25, min_sentence_gap=0.015, weak_support=0.3, weak_gap=0.025)
-    # sentence_says_little: unsure and the best sentence says under 0.25 of the question -> confidence is at most that share
-    assert sentence_checks(cfg, 0.7, 0.2, None) == 0.2
-    assert sentence_checks(cfg, 0.7, 0.25, None) == 0.7
-    assert sentence_checks(cfg, 0.9, 0.2, None) == 0.9  # sure: (4) is not asked
-    # sentence_means_little: unsure and the best sentence stands under 0.015 above the others -> 0
-    assert sentence_checks(cfg, 0.7, None, 0.01) == 0.0
-    assert sentence_checks(cfg, 0.7, None, 0.015) == 0.7
-    assert sentence_checks(cfg, 0.9, None, 0.01) == 0.9
-    # neither_says_nor_means: however sure, both weak -> 0; either one strong enough -> unchanged
-    assert sentence_checks(cfg, 0.95, 0.29, 0.02) == 0.0
-    assert sentence_checks(cfg, 0.95, 0.3, 0.02) == 0.95
-    assert sentence_checks(cfg, 0.95, 0.29, 0.025) == 0.95
-    assert sentence_checks(cfg, 0.95, None, None) == 0.95
+def test_sentence_confidence_by_hand():
+    cfg = AbstainConfig(gap_scale=5.0, words_weight=4.0, support_weight=5.0, said_weight=10.0, bias=-7.0)
+    sigmoid = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    # said = min(support, 5 x gap): 0.4 and 0.05 -> 0.25
+    assert sentence_confidence(cfg, 0.9, 0.4, 0.05) == pytest.approx(sigmoid(-7 + 4 * 0.9 + 5 * 0.4 + 10 * 0.25))
+    # with a gap, a sentence that says and means the question lifts what a few missing words lowered
+    lifted = sentence_confidence(cfg, 0.5, 0.8, 0.2)
+    assert lifted == pytest.approx(sigmoid(-7 + 4 * 0.5 + 5 * 0.8 + 10 * 0.8)) and lifted > 0.9
+    # without one (a small corpus) said is the support, and the sentence can only lower the words' confidence
+    assert sentence_confidence(cfg, 0.5, 0.8, None) == 0.5
+    assert sentence_confidence(cfg, 0.9, 0.2, None) == pytest.approx(sigmoid(-7 + 4 * 0.9 + 5 * 0.2 + 10 * 0.2))
+    assert sentence_confidence(cfg, 0.9, None, 0.05) == 0.9  # no sentence: the words' confidence stands
+    assert sentence_confidence(cfg, 0.0, 0.9, 0.5) == 0.0  # a missing name or attribute stays declined
+    # however well the corpus knows the words, a sentence that neither says nor means the question sinks it
+    assert sentence_confidence(cfg, 1.0, 0.2, 0.001) < 0.3 < 0.9 < sentence_confidence(cfg, 1.0, 0.9, 0.2)
+    # it rises with each of the three
+    assert sentence_confidence(cfg, 0.6, 0.4, 0.05) < sentence_confidence(cfg, 0.8, 0.4, 0.05)
+    assert sentence_confidence(cfg, 0.6, 0.4, 0.05) < sentence_confidence(cfg, 0.6, 0.5, 0.05)
+    assert sentence_confidence(cfg, 0.6, 0.4, 0.05) < sentence_confidence(cfg, 0.6, 0.4, 0.06)
