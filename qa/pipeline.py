@@ -231,9 +231,9 @@ class Pipeline:
         # the follow-up's own words must be the corpus's too: the earlier turns' words fill in, not vouch
         tr = self.retriever.translation(q)
         own = 1.0 if tr is not None and not tr[2] else self.abstainer.confidence(q, tr)  # "What about 2019?"
-        conf = min(contextual.confidence, own)
-        if not conversation.prefer_contextual(answer.confidence, conf, q, cfg.conversation):
+        if not conversation.prefer_contextual(answer.confidence, contextual.confidence, q, cfg.conversation):
             return answer
+        conf = min(contextual.confidence, own)
         quote = contextual.quote if conf >= cfg.abstain.threshold else None
         return dataclasses.replace(contextual, question=q, quote=quote, confidence=conf, understood_as=reading)
 
