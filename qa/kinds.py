@@ -22,13 +22,16 @@ KINDS = ("when", "count", "who", "where")
 
 # What a question asks for, first match wins ("几月" is "when", not "how many").
 _ASKS = (
-    ("when", re.compile(r"何时|什么时[候间]|哪一?年|哪个?年代|几[月号点]|哪个?月|哪一?天|哪个朝代|何年|"
-                        r"\bwhen\b|\bwhat (?:year|time|date)\b|\bwhich year\b")),
+    ("when", re.compile(r"何时|什么时[候间期代]|哪一?年|哪[几些]年|哪[一个]?个?(?:年代|时期|时代|世纪|朝代)|几[月号点]|"
+                        r"哪个?月|哪一?天|何年|\bwhen\b|\bwhat (?:year|time|date)\b|\bwhich year\b")),
     ("count", re.compile(r"多少|几[个家项条年次位名所种座只件人天岁倍层部届场支首种台辆万亿千百十]|第几|排名|比例|"
                          r"百分之|占比|\bhow (?:many|much|long|old)\b|\bpercent|\brank")),
     ("who", re.compile(r"谁|哪[位个]人|哪些人|哪[家个所](?:公司|企业|机构|部门|组织|单位|银行|大学|学校|医院)|"
                        r"\bwho(?:m|se)?\b|\bwhich (?:company|firm|ministry|department|organi[sz]ation|agency|university)")),
-    ("where", re.compile(r"哪里|哪儿|在哪|何处|何地|什么地方|哪[个座]?(?:国家|城市|省|地区|国)|\bwhere\b|"
+    # "在哪" alone asks where, but "在哪些领域" / "在哪一场战争" ask which (a place noun after it still asks
+    # where) and "区别在哪" asks what
+    ("where", re.compile(r"哪里|哪儿|(?<!区别|差别|不同|差异|原因|关键|问题|意义|特点|好处|优势)在哪(?![些个一场次])|何处|何地|什么地方|"
+                         r"哪[些个座一]?个?(?:国家|城市|省|地区|地方|地点|国|市|县|区|州|洲|大洋)|\bwhere\b|"
                          r"\bwhich (?:city|country|province|district|place|region)")),
 )
 
@@ -41,7 +44,7 @@ _UNIT = r"(?:[个家项条年月日次位名所种座只件人天岁倍层部届
 _COUNT = re.compile(rf"\d[\d,.]*\s*{_UNIT}?|[{_NUMERAL}几半]+\s*{_UNIT}")
 _DAY_OR_YEAR = re.compile(r"(?:1\d|20)\d\d年?|\d{1,2}[月日号]")
 _ORG = re.compile(r"[\u4e00-\u9fff]{2,}(?:公司|集团|大学|学院|研究院|研究所|委员会|政府|协会|组织|银行|医院|"
-                  r"部|局|厅|署|院|会|社|队|党|军)")
+                  r"办公室|部|局|厅|署|院|会|社|队|党|军)")
 _PLACE = re.compile(r"[\u4e00-\u9fff]{1,8}(?:省|市|县|区|镇|乡|村|州|岛|山|河|江|湖|海|洋|洲|街|路|港|湾|"
                     r"盆地|平原|高原|半岛|地区|国)")
 _NAME_DOT = re.compile(r"[\u4e00-\u9fffA-Za-z]+·[\u4e00-\u9fffA-Za-z]+")

@@ -27,6 +27,15 @@ from qa.search import SentenceVectors
     ("How many blockchain companies are in Xiangcheng?", "count"),
     ("Which city became the first pilot zone?", "where"),
     ("苏州区块链发展水平怎么样？", None),
+    # "在哪" asks where only of a place: not of a field, a trade, a war or a difference
+    ("克什米尔马鹿分布在哪些地方？", "where"),
+    ("苏州在哪些领域推进区块链应用?", None),
+    ("落腳在哪個行業?", None),
+    ("東芝在哪一場戰爭爆發之前是三井財閥的成員之一?", None),
+    ("獨裁政體和民主政體的區別在哪?", None),
+    ("在哪一個時期時常常發生強行徵兵的情況?", "when"),
+    ("伊斯蘭教在哪一個世紀傳入阿富汗?", "when"),
+    ("大曲车站是哪几年有人驻守？", "when"),
 ])
 def test_asked_kind(question, kind):
     assert asked_kind(question) == kind
@@ -50,6 +59,7 @@ def test_what_the_question_says_itself_is_not_counted():
 def test_names_and_places():
     assert states("who", "威廉·瓊斯認為希臘語與梵語同源。")
     assert states("who", "苏州域乎区块链科技有限公司给出了答案。")
+    assert states("who", "国家互联网信息办公室发布了名单。")
     assert not states("who", "给出了答案。")
     assert states("where", "数据中心成功落地苏州。")
     assert not states("where", "数据中心成功落地。")
