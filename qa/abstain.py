@@ -2,7 +2,8 @@
 
 Every check reads the question's content words (nouns, verbs, adjectives, names; cut with
 part-of-speech tags by jieba), each weighted by its general-language IDF (jieba's table), so rare,
-specific words count more. Confidence starts at 1 and each check may lower it (``AbstainConfig``):
+specific words count more. The words' confidence starts at 1 and each of the first three checks may
+lower it (``AbstainConfig``):
 
 - ``words_missing``: the IDF-weighted share of content words the corpus never uses lowers it to
   ``1 - share``; a place, person or organisation name it never uses (``name_missing``) sets it to 0.
@@ -188,8 +189,8 @@ class Abstainer:
 
         ``translation``: the CC-CEDICT translation of an English question over Chinese text (None for
         others); ``lex``: the BM25 scores of the question when already computed; ``top``: the best
-        passage's text, for the sentence checks; ``gap``: ``sentence_gap`` of the passages found. A
-        check is skipped without what it reads.
+        passage's text, and ``gap``, ``sentence_gap`` of the passages found, for ``sentence_confidence``,
+        which is skipped without the text.
         """
         if translation is not None:
             _, missing, content = translation
