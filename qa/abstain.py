@@ -225,8 +225,9 @@ def sentence_confidence(config: AbstainConfig, conf: float, support: float | Non
     does neither sinks the confidence however well the corpus knows the words, and one that does both
     can lift a confidence that a few missing words lowered. Without a gap (fewer than
     ``min_gap_passages`` passages, unlike the corpora the weights were fitted on) ``said`` is the
-    support and the sentence can only lower the words' confidence. Without a sentence, or when ``conf`` is 0
-    (a missing name or attribute, or no word of the question in the corpus), ``conf`` stands.
+    support and the sentence can only lower the words' confidence. Without a sentence, or when
+    ``conf`` is 0 (a missing name or attribute, or no word of the question in the corpus), ``conf``
+    stands.
     """
     if support is None or conf == 0.0:
         return conf

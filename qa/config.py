@@ -283,13 +283,16 @@ class Config:
                 if key not in fields:
                     raise ValueError(f"{source}: {name}.{key} is not a setting; expected one of {', '.join(fields)}")
                 default = getattr(kind(), key)
+                if isinstance(default, tuple):  # JSON has lists: ["when", "count"]
+                    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                        raise ValueError(f"{source}: {name}.{key}={value!r}; expected a list of names")
+                    continue
                 number = isinstance(value, (int, float)) and not isinstance(value, bool)
                 ok = (isinstance(value, bool) if isinstance(default, bool)
                       else (number and (isinstance(value, int) or isinstance(default, float))))
                 if not ok:
                     raise ValueError(f"{source}: {name}.{key}={value!r}; expected a {type(default).__name__}")
-            sections[name] = kind(**{k: float(v) if isinstance(getattr(kind(), k), float) else v
-                                     for k, v in values.items()})
+            sections[name] = kind(**{k: _as_default_type(getattr(kind(), k), v) for k, v in values.items()})
         return cls(**sections)
 
     @classmethod
@@ -302,3 +305,12 @@ class Config:
         except ValueError as exc:
             raise ValueError(f"config file {str(path)!r} is not valid JSON ({exc})") from None
         return cls.from_json(data, str(path))
+
+
+def _as_default_type(default: object, value: object) -> object:
+    """A JSON value as its field holds it: a float field's whole number as a float, a list as a tuple."""
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        return tuple(value)
+    return value
