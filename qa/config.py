@@ -223,7 +223,7 @@ class QuoteConfig:
     pronoun_lead: bool = True
     sentence_dense_weight: float = 2.0
     pair_margin: float = 0.4
-    kind_neighbours: tuple[str, ...] = ("when", "count")
+    kind_neighbours: tuple[str, ...] = ("when", "count", "who", "where")
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,16 @@ def test_a_quote_without_the_asked_kind_takes_in_the_neighbour_that_states_it():
     assert pick_quote("墨索里尼在哪一年被解除職務?", text, config=QuoteConfig(pair_margin=0)).text == \
         "1943年7月，墨索里尼被解除職務。"
     assert pick_quote("杜林爆發了什麼?", text, config=QuoteConfig(pair_margin=0)).text == "同年，杜林爆發了規模空前的大罷工。"
+
+
+def test_a_who_or_where_quote_takes_in_the_neighbour_that_names_one():
+    text = "2022年4月，國家互聯網信息辦公室公布了第七批名單。名單中相城區共有7個項目備案成功。這些項目涵蓋金融和農業。"
+    q = "誰公布的名單中相城區共有7個項目備案成功?"
+    alone = QuoteConfig(kind_neighbours=(), pair_margin=0, neighbour_gain=1.0)
+    assert pick_quote(q, text, config=alone).text == "名單中相城區共有7個項目備案成功。"
+    quote = pick_quote(q, text, config=QuoteConfig(pair_margin=0, neighbour_gain=1.0))
+    assert quote.text == text[: text.index("這些")]  # 國家互聯網信息辦公室: an organisation's name
+    text = "研究院位於蘇州市相城區。研究院已成功落地並投入運營。研究院有50名研究員。"
+    q = "研究院成功落地在哪裡並投入運營?"
+    assert pick_quote(q, text, config=alone).text == "研究院已成功落地並投入運營。"
+    assert pick_quote(q, text, config=QuoteConfig(pair_margin=0)).text == text[: text.index("研究院有")]
