@@ -211,7 +211,9 @@ class QuoteConfig:
     the best sentence and scores within ``pair_margin`` of it, the two are quoted together: the scores
     cannot tell which one answers. For a question asking for a kind of fact in ``kind_neighbours``, a quote
     that states none takes in the sentence before it (else after it) that does ("同年…" after the sentence
-    with the year), unless the quote repeats the question's own expression of that kind."""
+    with the year), unless the quote repeats the question's own expression of that kind. A question gram
+    that k of the passage's sentences hold counts ``k ** -rarity`` (``qa.rerank.sentence_overlaps``): the
+    subject recurs, the detail asked about does not."""
 
     char_share_weight: float = 0.6
     when_bonus: float = 0.35
@@ -224,6 +226,7 @@ class QuoteConfig:
     sentence_dense_weight: float = 2.0
     pair_margin: float = 0.4
     kind_neighbours: tuple[str, ...] = ("when", "count", "who", "where")
+    rarity: float = 1.5
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def pick_quote(
 
     Sentences are scored by the share of the bigrams of the question's content words they contain,
     plus ``match.phrase_weight`` times their share of the question's character trigrams (bigrams and
-    trigrams of the passage's ``title`` count less, see ``sentence_overlaps``), plus an answer-type cue
+    trigrams of the passage's ``title`` count less, and so do those many of its sentences hold:
+    ``config.rarity``, see ``sentence_overlaps``), plus an answer-type cue
     (``_cue_bonus``), plus ``config.char_share_weight`` times their share of
     the characters of the question's content words beyond the title's, plus ``config.sentence_dense_weight``
     times their cosine to ``query_vector`` (vectors from ``embed``, when given). When no sentence shares a word
@@ -68,7 +69,7 @@ def pick_quote(
     # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
     folded_title = fold(title)
     q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(folded_title)
-    overlaps = sentence_overlaps(q_grams, grams, topic=topic, match=match)
+    overlaps = sentence_overlaps(q_grams, grams, topic=topic, match=match, rarity=config.rarity)
     # No sentence says anything of the question beyond its document's subject: judge by meaning.
     by_meaning = embed is not None and query_vector is not None and not any(
         (q_grams - topic) & g for g in grams)
@@ -76,7 +77,7 @@ def pick_quote(
         scores = list(embed(sentences) @ query_vector)
     else:
         phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
-                                    char_trigrams(folded_title), match)
+                                    char_trigrams(folded_title), match, config.rarity)
         scores = [o + match.phrase_weight * p + _cue_bonus(question, t, config)
                   for o, p, t in zip(overlaps, phrases, sentences)]
         # the question's content characters beyond the title's; ``grams`` already hold each sentence's
@@ -100,7 +101,7 @@ def pick_quote(
         lacking = q_grams - grams[best]
         neighbours = [n for n in (best - 1, best + 1) if 0 <= n < len(spans)]
         # each neighbour's weighted share of the lacking bigrams, rescaled to a share of the question's
-        shares = sentence_overlaps(lacking, [grams[n] for n in neighbours], topic, match)
+        shares = sentence_overlaps(lacking, [grams[n] for n in neighbours], topic, match, config.rarity)
         gains = [x * len(lacking) / len(q_grams) for x in shares]
         n = neighbours[int(np.argmax(gains))]  # the one before wins a tie
         if max(gains) >= config.neighbour_gain:

@@ -49,17 +49,24 @@ def sentence_grams(passage_text: str) -> tuple[frozenset[str], ...]:
 
 
 def sentence_overlaps(q_grams: frozenset[str], grams: Sequence[frozenset[str]],
-                      topic: set[str] = frozenset(), match: MatchConfig = DEFAULT_MATCH) -> list[float]:
+                      topic: set[str] = frozenset(), match: MatchConfig = DEFAULT_MATCH,
+                      rarity: float = 0.0) -> list[float]:
     """Share of the question's bigrams (``question_grams``) in each sentence (``sentence_grams``);
     the same for trigrams (``char_trigrams``, ``sentence_trigrams``).
 
     Grams that are also in ``topic`` (the document title's) count ``match.title_gram_weight``:
     a question names its document's subject, but the answering sentence often leaves
     the subject out ("截尾鹦嘴鱼分布在什么地方?" -> "分布于西太平洋区。"). A one-character
-    word of the question ("用") counts ``match.char_weight``.
+    word of the question ("用") counts ``match.char_weight``. With ``rarity``, a gram that k of
+    ``grams`` hold counts ``k ** -rarity`` as well: the subject recurs from sentence to sentence, the
+    detail asked about ("…的鳞片有什么特点?") does not.
     """
     weights = {g: (match.title_gram_weight if g in topic else 1.0)
                * (match.char_weight if len(g) == 1 and has_cjk(g) else 1.0) for g in q_grams}
+    if rarity:
+        for g in weights:
+            held = sum(g in sent for sent in grams)
+            weights[g] *= held ** -rarity if held else 1.0
     return [sum(weights[g] for g in q_grams & sent) / max(1, len(q_grams)) for sent in grams]
 
 

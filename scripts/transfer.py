@@ -58,6 +58,7 @@ QUOTE_GRID = {
     "quote.sentence_dense_weight": (0.0, 0.5, 1.0, 2.0, 4.0),
     "quote.pair_margin": (0.0, 0.2, 0.3, 0.4, 0.6),
     "quote.kind_neighbours": ((), ("when",), ("when", "count"), ("when", "count", "who", "where")),
+    "quote.rarity": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
 }
 
 

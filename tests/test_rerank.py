@@ -138,3 +138,15 @@ def test_a_rerank_signal_ranks_the_answer_first(real_index, weight, qids):
             q = questions[qid]
             top = changed.ask(q.question, k=1).hits[0].passage
             assert is_hit(q, top, p.documents) is answered, (weight, value, q.question, top.text[:80])
+
+
+def test_with_rarity_the_grams_every_sentence_repeats_count_less_than_the_detail_asked_about():
+    # From CMRC 2018 dev (紫堇属): the subject recurs, the asked-about 花序 is in one sentence only.
+    text = "紫堇属是荷包牡丹科的一个属。紫堇属植物是一年或多年生草本植物。花序为圆锥花序或总状花序。紫堇属植物的果实为角果。"
+    q_grams, grams = question_grams("紫堇属植物的花序有什么类型？"), sentence_grams(text)
+    plain = sentence_overlaps(q_grams, grams)
+    rare = sentence_overlaps(q_grams, grams, rarity=1.5)
+    assert max(plain) > plain[2] and max(rare) == rare[2]  # the 花序 sentence wins only with rarity
+    assert rare[2] == plain[2] == pytest.approx(1 / 5)  # a gram one sentence holds keeps its weight
+    # 植物 (2 sentences) counts 2 ** -1.5, 紫堇 (3) 3 ** -1.5 and 属 (a character, 3) 0.25 x 3 ** -1.5
+    assert rare[1] == pytest.approx((2 ** -1.5 + 3 ** -1.5 + 0.25 * 3 ** -1.5) / 5)
