@@ -22,7 +22,8 @@ KINDS = ("when", "count", "who", "where")
 
 # What a question asks for, first match wins ("几月" is "when", not "how many").
 _ASKS = (
-    ("when", re.compile(r"何时|什么时[候间期代]|哪一?年|哪[几些]年|哪[一个]?个?(?:年代|时期|时代|世纪|朝代)|几[月号点]|"
+    # (not "哪个朝代" / "哪一时期": the answer is an era's name, "宋朝", "江户时代", which no date pattern reads)
+    ("when", re.compile(r"何时|什么时[候间]|哪一?年|哪[几些]年|哪[一个]?个?(?:年代|世纪)|几[月号点]|"
                         r"哪个?月|哪一?天|何年|\bwhen\b|\bwhat (?:year|time|date)\b|\bwhich year\b")),
     ("count", re.compile(r"多少|几[个家项条年次位名所种座只件人天岁倍层部届场支首种台辆万亿千百十]|第几|排名|比例|"
                          r"百分之|占比|\bhow (?:many|much|long|old)\b|\bpercent|\brank")),
