@@ -36,7 +36,7 @@ from .index_spec import open_store
 from .ingest import current_hashes
 from .quote import pick_quote
 from .rerank import Reranker
-from .retrieve import Retriever
+from .retrieve import Query, Retriever
 from .schema import MODES, Answer, Document, Hit
 from .stores import DenseSearch, IndexData, LexicalSearch, SentenceSearch, Store
 
@@ -228,14 +228,25 @@ class Pipeline:
         if conversation.absent_term(conversation.new_terms(q, reading), self.words.uses) is not None:
             # "2023年呢?": the follow-up's own term is one the corpus never uses; declined as read
             return dataclasses.replace(contextual, question=q, quote=None, confidence=0.0, understood_as=reading)
+        if not conversation.prefer_contextual(answer.confidence, contextual.confidence, q, cfg.conversation):
+            return answer
         # the follow-up's own words must be the corpus's too: the earlier turns' words fill in, not vouch
         tr = self.retriever.translation(q)
         own = 1.0 if tr is not None and not tr[2] else self.abstainer.confidence(q, tr)  # "What about 2019?"
-        if not conversation.prefer_contextual(answer.confidence, contextual.confidence, q, cfg.conversation):
-            return answer
         conf = min(contextual.confidence, own)
         quote = contextual.quote if conf >= cfg.abstain.threshold else None
         return dataclasses.replace(contextual, question=q, quote=quote, confidence=conf, understood_as=reading)
+
+    def ranked(self, q: str, k: int, mode: str) -> tuple[Query, np.ndarray, np.ndarray]:
+        """One cleaned question's query and its passage rows and scores, best first, as ``ask`` ranks
+        them: the top ``max(k, rerank.depth)``, reranked in hybrid mode (``scripts/fit_abstain.py``
+        reads abstention's evidence from them)."""
+        depth = max(k, self.config.rerank.depth)
+        query = self.retriever.query(q, mode)
+        ids, scores = self.retriever.search(query, depth, mode)
+        if mode == "hybrid":
+            ids, scores = self.reranker.rerank(query.lexical, ids, scores, query.vector)
+        return query, ids[:depth], scores[:depth]
 
     def _answer(self, q: str, k: int, mode: str, notice: str | None) -> Answer:
         """The answer to one cleaned question as it stands."""
@@ -243,11 +254,7 @@ class Pipeline:
         t0 = time.perf_counter()
         self.retriever.query_vector(q)  # timed alone as "encode"; query() below reads it from the cache
         t1 = time.perf_counter()
-        query = self.retriever.query(q, mode)
-        ids, scores = self.retriever.search(query, max(k, cfg.rerank.depth), mode)
-        if mode == "hybrid":
-            ids, scores = self.reranker.rerank(query.lexical, ids, scores, query.vector)
-        ids, scores = ids[: max(k, cfg.rerank.depth)], scores[: max(k, cfg.rerank.depth)]
+        query, ids, scores = self.ranked(q, k, mode)
         t2 = time.perf_counter()
         hits = tuple(Hit(self.passages[int(i)], float(s), r) for r, (i, s) in enumerate(zip(ids[:k], scores), 1))
         quote, conf = None, 0.0

@@ -46,14 +46,11 @@ def evidence(side: str) -> tuple[np.ndarray, np.ndarray]:
     retrieved and reranked as ``Pipeline.ask`` does."""
     index, own, cross = SIDES[side]
     p = Pipeline.load(ROOT / index)
-    cfg, rows, labels = p.config, [], []
+    rows, labels = [], []
     for path, label in ((own, 1), (cross, 0)):
         for item in load_questions(ROOT / path).questions:
             q, _ = clean_question(item.question)
-            query = p.retriever.query(q, "hybrid")
-            ids, scores = p.retriever.search(query, cfg.rerank.depth, "hybrid")
-            ids, _ = p.reranker.rerank(query.lexical, ids, scores, query.vector)
-            ids = ids[: cfg.rerank.depth]
+            query, ids, _ = p.ranked(q, 1, "hybrid")
             gap = p.abstainer.sentence_gap(ids, query.vector)
             conf, support, gap = p.abstainer.evidence(q, query.bm25, p.passages[int(ids[0])].text, gap)
             rows.append((conf, support, np.nan if gap is None else gap))
