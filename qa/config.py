@@ -14,6 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The kinds of fact a question can ask for (``qa.kinds``), named by ``kinds_first`` and ``kind_neighbours``.
+KINDS = ("when", "count", "who", "where")
+
+
+def _check_kinds(setting: str, names: tuple[str, ...]) -> None:
+    """A typo in a kind's name would silently turn its step off: refuse it instead."""
+    unknown = [n for n in names if n not in KINDS]
+    if unknown:
+        raise ValueError(f"{setting}={list(names)!r}: unknown kind {unknown[0]!r}; expected names from {', '.join(KINDS)}")
+
 
 @dataclass(frozen=True)
 class SplitConfig:
@@ -169,6 +179,9 @@ class RerankConfig:
     kind_support_gap: float = 0.15
     kinds_first: tuple[str, ...] = ("when",)
 
+    def __post_init__(self) -> None:
+        _check_kinds("rerank.kinds_first", self.kinds_first)
+
 
 @dataclass(frozen=True)
 class AbstainConfig:
@@ -227,6 +240,9 @@ class QuoteConfig:
     pair_margin: float = 0.4
     kind_neighbours: tuple[str, ...] = ("when", "count", "who", "where")
     rarity: float = 1.5
+
+    def __post_init__(self) -> None:
+        _check_kinds("quote.kind_neighbours", self.kind_neighbours)
 
 
 @dataclass(frozen=True)
@@ -295,7 +311,10 @@ class Config:
                       else (number and (isinstance(value, int) or isinstance(default, float))))
                 if not ok:
                     raise ValueError(f"{source}: {name}.{key}={value!r}; expected a {type(default).__name__}")
-            sections[name] = kind(**{k: _as_default_type(getattr(kind(), k), v) for k, v in values.items()})
+            try:
+                sections[name] = kind(**{k: _as_default_type(getattr(kind(), k), v) for k, v in values.items()})
+            except ValueError as exc:  # a field's own check (__post_init__): say which file set it
+                raise ValueError(f"{source}: {exc}") from None
         return cls(**sections)
 
     @classmethod

@@ -16,9 +16,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .config import KINDS
 from .text import fold, tagged_words
-
-KINDS = ("when", "count", "who", "where")
 
 # What a question asks for, first match wins ("几月" is "when", not "how many").
 _ASKS = (

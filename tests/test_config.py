@@ -18,3 +18,10 @@ def test_a_list_of_names_sets_a_tuple_setting():
 def test_a_tuple_setting_wants_a_list_of_names(value):
     with pytest.raises(ValueError, match=r"quote\.kind_neighbours=.*expected a list of names"):
         Config.from_json({"quote": {"kind_neighbours": value}})
+
+
+@pytest.mark.parametrize("section, field", [("quote", "kind_neighbours"), ("rerank", "kinds_first")])
+def test_a_misspelt_kind_is_refused_not_ignored(section, field):
+    # a typo would otherwise turn the step off for that kind without a word
+    with pytest.raises(ValueError, match=rf"my\.json: {section}\.{field}=.*unknown kind 'wen'; expected names from when, count"):
+        Config.from_json({section: {field: ["wen", "count"]}}, "my.json")
