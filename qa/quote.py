@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,67 @@ def _cue_bonus(question: str, sentence: str, config: QuoteConfig) -> float:
     if kind is None or not states(kind, sentence, question):
         return 0.0
     return getattr(config, f"{kind}_bonus")
+
+
+class _Scored(NamedTuple):
+    """A passage's sentences as ``pick_quote`` ranks them, and what its later steps read again."""
+
+    spans: list[tuple[int, int]]
+    scores: list[float]
+    by_meaning: bool
+    q_grams: frozenset[str]
+    grams: list[frozenset[str]]
+    topic: set[str]
+    overlaps: list[float]
+
+
+def _score(question: str, passage_text: str, embed: Callable[[list[str]], np.ndarray] | None,
+           query_vector: np.ndarray | None, title: str, config: QuoteConfig, match: MatchConfig,
+           hmm_chars: int, spans: list[tuple[int, int]]) -> _Scored:
+    """Score the two or more sentences ``spans`` of ``passage_text`` (see ``pick_quote``)."""
+    sentences = [passage_text[s:e] for s, e in spans]
+    # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
+    folded_title = fold(title)
+    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(folded_title)
+    overlaps = sentence_overlaps(q_grams, grams, topic=topic, match=match, rarity=config.rarity)
+    # No sentence says anything of the question beyond its document's subject: judge by meaning.
+    by_meaning = embed is not None and query_vector is not None and not any(
+        (q_grams - topic) & g for g in grams)
+    if by_meaning:
+        scores = [float(c) for c in embed(sentences) @ query_vector]
+    else:
+        phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
+                                    char_trigrams(folded_title), match, config.rarity)
+        scores = [o + match.phrase_weight * p + _cue_bonus(question, t, config)
+                  for o, p, t in zip(overlaps, phrases, sentences)]
+        # the question's content characters beyond the title's; ``grams`` already hold each sentence's
+        chars = cjk_chars("".join(w for w, _ in content_words(question, hmm_chars))) - set(folded_title)
+        if chars:
+            scores = [x + config.char_share_weight * len(chars & g) / len(chars) for x, g in zip(scores, grams)]
+        if config.sentence_dense_weight and embed is not None and query_vector is not None:
+            cosines = embed(sentences) @ query_vector
+            scores = [x + config.sentence_dense_weight * float(c) for x, c in zip(scores, cosines)]
+    return _Scored(spans, scores, by_meaning, q_grams, grams, topic, overlaps)
+
+
+def sentence_scores(
+    question: str,
+    passage_text: str,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    query_vector: np.ndarray | None = None,
+    title: str = "",
+    config: QuoteConfig = QuoteConfig(),
+    match: MatchConfig = MatchConfig(),
+    hmm_chars: int = 80,
+) -> tuple[list[tuple[int, int]], list[float]]:
+    """The spans of ``passage_text``'s sentences and the scores ``pick_quote`` ranks them by, before its
+    pair, neighbour and kind steps (a passage of one sentence scores 0): what a learned scorer is
+    measured against (``scripts/train_reader.py``)."""
+    spans = quote_spans(passage_text)
+    if len(spans) == 1:
+        return spans, [0.0]
+    scored = _score(question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans)
+    return spans, scored.scores
 
 
 def pick_quote(
@@ -65,28 +127,8 @@ def pick_quote(
     if len(spans) == 1:
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
-    sentences = [passage_text[s:e] for s, e in spans]
-    # spans has 2 or more sentences here, so it is sentence_spans(passage_text), which sentence_grams cut.
-    folded_title = fold(title)
-    q_grams, grams, topic = question_grams(question), sentence_grams(passage_text), char_bigrams(folded_title)
-    overlaps = sentence_overlaps(q_grams, grams, topic=topic, match=match, rarity=config.rarity)
-    # No sentence says anything of the question beyond its document's subject: judge by meaning.
-    by_meaning = embed is not None and query_vector is not None and not any(
-        (q_grams - topic) & g for g in grams)
-    if by_meaning:
-        scores = list(embed(sentences) @ query_vector)
-    else:
-        phrases = sentence_overlaps(question_trigrams(question), sentence_trigrams(passage_text),
-                                    char_trigrams(folded_title), match, config.rarity)
-        scores = [o + match.phrase_weight * p + _cue_bonus(question, t, config)
-                  for o, p, t in zip(overlaps, phrases, sentences)]
-        # the question's content characters beyond the title's; ``grams`` already hold each sentence's
-        chars = cjk_chars("".join(w for w, _ in content_words(question, hmm_chars))) - set(folded_title)
-        if chars:
-            scores = [x + config.char_share_weight * len(chars & g) / len(chars) for x, g in zip(scores, grams)]
-        if config.sentence_dense_weight and embed is not None and query_vector is not None:
-            cosines = embed(sentences) @ query_vector
-            scores = [x + config.sentence_dense_weight * float(c) for x, c in zip(scores, cosines)]
+    scores, by_meaning, q_grams, grams, topic, overlaps = _score(
+        question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans)[1:]
     best = int(np.argmax(scores))
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qa.config import QuoteConfig
-from qa.quote import pick_quote
+from qa.quote import pick_quote, sentence_scores
 from qa.split import quote_spans
 
 
@@ -140,3 +140,14 @@ def test_a_who_or_where_quote_takes_in_the_neighbour_that_names_one():
     q = "研究院成功落地在哪裡並投入運營?"
     assert pick_quote(q, text, config=alone).text == "研究院已成功落地並投入運營。"
     assert pick_quote(q, text, config=QuoteConfig(pair_margin=0)).text == text[: text.index("研究院有")]
+
+
+def test_sentence_scores_rank_the_sentences_as_the_quote_does():
+    text = ("截尾鹦嘴鱼，又名杂纹鹦哥鱼，为辐鳍鱼纲鲈形目鹦哥鱼科的一个种。"
+            "本鱼分布于西太平洋区，包括日本、台湾及澳洲等海域。")
+    q, alone = "截尾鹦嘴鱼一般分布在什么地方？", QuoteConfig(neighbour_gain=1.0, pair_margin=0)
+    spans, scores = sentence_scores(q, text, title="截尾鹦嘴鱼", config=alone)
+    assert spans == quote_spans(text) and len(scores) == 2 and scores[1] > scores[0]
+    s, e = spans[1]
+    assert pick_quote(q, text, title="截尾鹦嘴鱼", config=alone).text == text[s:e]
+    assert sentence_scores(q, "本鱼分布于西太平洋区。") == ([(0, 11)], [0.0])  # one sentence: nothing to rank
