@@ -35,9 +35,8 @@ def _cue_bonus(question: str, sentence: str, config: QuoteConfig) -> float:
 
 
 class _Scored(NamedTuple):
-    """A passage's sentences as ``pick_quote`` ranks them, and what its later steps read again."""
+    """A passage's sentence scores as ``pick_quote`` ranks them, and what its later steps read again."""
 
-    spans: list[tuple[int, int]]
     scores: list[float]
     by_meaning: bool
     q_grams: frozenset[str]
@@ -72,7 +71,7 @@ def _score(question: str, passage_text: str, embed: Callable[[list[str]], np.nda
         if config.sentence_dense_weight and embed is not None and query_vector is not None:
             cosines = embed(sentences) @ query_vector
             scores = [x + config.sentence_dense_weight * float(c) for x, c in zip(scores, cosines)]
-    return _Scored(spans, scores, by_meaning, q_grams, grams, topic, overlaps)
+    return _Scored(scores, by_meaning, q_grams, grams, topic, overlaps)
 
 
 def sentence_scores(
@@ -91,8 +90,7 @@ def sentence_scores(
     spans = quote_spans(passage_text)
     if len(spans) == 1:
         return spans, [0.0]
-    scored = _score(question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans)
-    return spans, scored.scores
+    return spans, _score(question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans).scores
 
 
 def pick_quote(
@@ -128,7 +126,7 @@ def pick_quote(
         s, e = spans[0]
         return Quote(passage_text[s:e], s, e)
     scores, by_meaning, q_grams, grams, topic, overlaps = _score(
-        question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans)[1:]
+        question, passage_text, embed, query_vector, title, config, match, hmm_chars, spans)
     best = int(np.argmax(scores))
     s, e = spans[best]
     # A fragment ("硕塞（；）", "…分别是：") says nothing alone: quote it with the sentence that follows.

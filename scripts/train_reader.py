@@ -119,11 +119,10 @@ class Reader:
         for layer in self.bert.encoder.layer[self.frozen:]:
             h = layer(h)
         owner = torch.from_numpy(ex["owner"]).to(self.device)
-        n = len(ex["scores"])
-        pooled = torch.stack([h[0][owner == j].mean(0) if (owner == j).any() else h.new_zeros(h.shape[-1])
-                              for j in range(n)])
+        masks = [owner == j for j in range(len(ex["scores"]))]
+        seen = torch.tensor([bool(m.any()) for m in masks], device=self.device)
+        pooled = torch.stack([h[0][m].mean(0) if ok else h.new_zeros(h.shape[-1]) for m, ok in zip(masks, seen)])
         r = self.head(pooled).squeeze(-1)
-        seen = torch.tensor([bool((owner == j).any()) for j in range(n)], device=self.device)
         r = torch.where(seen, r, r[seen].min().detach())
         return r, torch.from_numpy(ex["scores"]).to(self.device)
 
