@@ -1,19 +1,21 @@
-"""scripts/train_reader.py: the pair's tokens are owned by the sentences whose characters they read, and
-training moves the reader towards the sentences that hold the answer."""
+"""scripts/train_reader.py: the pair's tokens are owned by the sentences whose characters they read, the
+pruned weights it carries to a GPU machine are the bundled model's own, and training moves the reader
+towards the sentences that hold the answer."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from qa.export import bin_path, build_tokenizer, read_bin
+from qa.export import _state_dict, bin_path, build_tokenizer, read_bin
 from qa.split import quote_spans
 from qa.text import fold
 
 pytest.importorskip("torch")
-from scripts.train_reader import Reader, encode, judge, train  # noqa: E402
+from scripts.train_reader import PACKED, accuracy, encode, load_weights, make_reader, prune, save_prepared, train  # noqa: E402
 
 TEXT = "蘇州獲批創建區塊鏈發展先導區。2021年11月,工信部正式復函。相城區集聚了160家區塊鏈企業。"
+QUESTIONS = ["苏州什么时候获批？", "工信部哪一年复函？", "相城区有多少家企业？", "区块链企业有几家？"]
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +33,48 @@ def test_each_token_belongs_to_the_sentence_it_reads(tok):
         assert read == fold(TEXT[s:e]).replace(" ", "")  # Traditional folded, in order, nothing lost
 
 
-@pytest.mark.slow
-def test_training_moves_the_reader_to_the_answering_sentence(tok):
-    import torch
-    torch.manual_seed(0)
+@pytest.fixture(scope="module")
+def pruned(tok, tmp_path_factory):
+    """The four questions over TEXT as examples, with the model pruned to their tokens, saved and loaded."""
     spans = quote_spans(TEXT)
-    questions = ["苏州什么时候获批？", "工信部哪一年复函？", "相城区有多少家企业？", "区块链企业有几家？"]
-    golds = [1, 1, 2, 2]
     data = []
-    for q, g in zip(questions, golds):
+    for n, (q, g) in enumerate(zip(QUESTIONS, [1, 1, 2, 2])):
         ids, owner = encode(tok, q, TEXT, spans)
-        data.append({"ids": ids, "owner": owner, "scores": np.zeros(3, np.float32), "gold": np.arange(3) == g})
-    reader = Reader(torch, frozen=12, device="cpu")  # the head alone: the sentences' meanings decide
-    before = judge(reader, data)
-    train(reader, data, epochs=30, lr=1e-3, batch=1)
-    after = judge(reader, data)
-    assert before["hand-set"] == pytest.approx(0.0)  # all hand-set scores tie: the first sentence, never gold
-    assert after["reader"] == 1.0 and after["reader"] > before["reader"]
+        data.append({"n": n, "ids": ids, "owner": owner, "scores": np.zeros(3, np.float32), "gold": np.arange(3) == g})
+    folder = tmp_path_factory.mktemp("prepared")
+    weights, config, remap = prune(read_bin(bin_path(), packed=PACKED), {i for ex in data for i in ex["ids"]})
+    save_prepared(folder, {"A": data}, weights, config, remap)
+    return folder, data, remap
+
+
+def test_pruned_weights_are_the_bundled_model_s_rows(pruned):
+    folder, data, remap = pruned
+    weights, config = load_weights(folder)
+    full = _state_dict(read_bin(bin_path()))
+    assert config["vocab_size"] == len(remap) < 200
+    for key, value in full.items():
+        if key == "embeddings.word_embeddings.weight":
+            old = sorted(remap, key=remap.get)
+            np.testing.assert_array_equal(weights[key], value[old])
+        elif not key.startswith("pooler"):
+            np.testing.assert_allclose(weights[key], value, rtol=1e-3, atol=1e-6)  # fp16 block scales
+    assert all(max(ex["ids"]) < len(remap) for ex in data)
+
+
+@pytest.mark.slow
+def test_training_moves_the_reader_to_the_answering_sentence(pruned):
+    import torch
+    folder, _, _ = pruned
+    import gzip
+    import pickle
+    with gzip.open(folder / "examples.pkl.gz", "rb") as f:
+        data = pickle.load(f)["A"]
+    weights, config = load_weights(folder)
+    torch.manual_seed(0)
+    reader = make_reader(torch, weights, config, frozen=12)  # the head alone: the sentences' meanings decide
+    from scripts.train_reader import reader_scores
+    before = accuracy(data, reader_scores(torch, reader, data, "cpu"), 0.0)
+    assert accuracy(data, [np.zeros(3)] * 4, None) == 0.0  # all hand-set scores tie: the first sentence, never gold
+    train(torch, reader, data, data, "cpu", epochs=30, lr=1e-3, size=2)
+    after = accuracy(data, reader_scores(torch, reader, data, "cpu"), 0.0)
+    assert after == 1.0 and after > before
