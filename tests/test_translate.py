@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from qa.translate import _gloss_keys, english_to_chinese, translate
+from qa.translate import _gloss_keys, english_to_chinese, pinyin_chars, romanised, translate
 
 
 def _gloss_keys_plainly(gloss: str) -> list[str]:
@@ -46,3 +46,22 @@ def test_reversed_dictionary_and_an_english_question():
                                         lambda w: w in {"苏州", "区块链"})
     assert words == ["苏州", "区块链"] and content == 6
     assert "pilot" in missing  # the dictionary knows it, the corpus uses none of its words
+
+
+TEXT = "苏州域乎区块链科技有限公司给出了答案。吃蟹首选阳澄湖。"
+
+
+def _present(word: str) -> bool:
+    """Every character pair of ``word`` (its one character) occurs in TEXT, as ``CorpusWords.present`` asks."""
+    return word in TEXT if len(word) == 1 else all(word[i:i + 2] in TEXT for i in range(len(word) - 1))
+
+
+def test_a_romanised_name_is_read_back_to_the_corpus_s_characters():
+    assert {"乎", "湖", "虎"} <= set(pinyin_chars()["hu"]) and "绿" in pinyin_chars()["lv"]
+    assert romanised("Yuhu", _present) == ["域乎"] and romanised("Yangcheng", _present) == ["阳澄"]
+    assert romanised("Bitcoin", _present) == [] and romanised("Hu", _present) == []  # no reading; one syllable
+    assert romanised("Yuhu", lambda w: True) == []  # any pair would do: too many readings to mean one name
+    words, missing, _ = translate("What kind of platform does Suzhou Yuhu want to build?", _present)
+    assert "域乎" in words and "yuhu" not in missing  # CC-CEDICT's 雨湖 is not in the corpus; 域乎 is
+    words, missing, _ = translate("what does suzhou yuhu build?", _present)
+    assert "域乎" not in words and "yuhu" in missing  # not capitalised: not read as a name
