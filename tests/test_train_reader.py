@@ -12,7 +12,8 @@ from qa.split import quote_spans
 from qa.text import fold
 
 pytest.importorskip("torch")
-from scripts.train_reader import PACKED, accuracy, encode, load_weights, make_reader, prune, save_prepared, train  # noqa: E402
+from scripts.train_reader import (PACKED, accuracy, encode, load_examples, load_weights, make_reader, prune,  # noqa: E402
+                                  reader_scores, save_prepared, train)
 
 TEXT = "蘇州獲批創建區塊鏈發展先導區。2021年11月,工信部正式復函。相城區集聚了160家區塊鏈企業。"
 QUESTIONS = ["苏州什么时候获批？", "工信部哪一年复函？", "相城区有多少家企业？", "区块链企业有几家？"]
@@ -65,14 +66,10 @@ def test_pruned_weights_are_the_bundled_model_s_rows(pruned):
 def test_training_moves_the_reader_to_the_answering_sentence(pruned):
     import torch
     folder, _, _ = pruned
-    import gzip
-    import pickle
-    with gzip.open(folder / "examples.pkl.gz", "rb") as f:
-        data = pickle.load(f)["A"]
+    data = load_examples(folder)["A"]
     weights, config = load_weights(folder)
     torch.manual_seed(0)
     reader = make_reader(torch, weights, config, frozen=12)  # the head alone: the sentences' meanings decide
-    from scripts.train_reader import reader_scores
     before = accuracy(data, reader_scores(torch, reader, data, "cpu"), 0.0)
     assert accuracy(data, [np.zeros(3)] * 4, None) == 0.0  # all hand-set scores tie: the first sentence, never gold
     train(torch, reader, data, data, "cpu", epochs=30, lr=1e-3, size=2)
